@@ -1,0 +1,28 @@
+"""genai_lab: the tested code behind the genai-lab book and labs.
+
+Every notebook starts with::
+
+    import genai_lab as gl
+    cfg = gl.setup()
+
+Modules are imported lazily (``gl.data``, ``gl.models``, ``gl.train``…), so ``import genai_lab``
+stays fast and one optional dependency cannot break the others.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+from .config import LabConfig, current, setup
+
+__version__ = "0.1.0"
+__all__ = ["setup", "current", "LabConfig", "__version__"]
+
+
+def __getattr__(name: str):
+    try:
+        return importlib.import_module(f"{__name__}.{name}")
+    except ModuleNotFoundError as exc:
+        if exc.name == f"{__name__}.{name}":
+            raise AttributeError(f"module 'genai_lab' has no attribute {name!r}") from None
+        raise

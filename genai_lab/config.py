@@ -1,0 +1,211 @@
+"""Profiles, device choice, seeding: the one set-up call every notebook makes.
+
+A *profile* says how big every experiment is allowed to be:
+
+- ``smoke``: continuous integration; each notebook finishes within 3 minutes on 2 CPU cores.
+  Default whenever the ``CI`` environment variable is set.
+- ``cpu``: a learner's laptop; minutes per notebook, clearly better results. Default otherwise.
+- ``gpu``: full scale, real pretrained hub models when reachable. Default when CUDA is present.
+
+``GENAI_LAB_PROFILE`` overrides the choice.  Chapters read sizes from ``cfg.pick(smoke=..,
+cpu=.., gpu=..)`` so that one notebook serves all three.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import random
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+PROFILES = ("smoke", "cpu", "gpu")
+
+#: Repository root (the folder holding ``genai_lab/``, ``book/`` and ``data/``).
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def cache_dir() -> Path:
+    """Folder for downloaded data, converted models and checkpoints (git-ignored).
+
+    ``$GENAI_LAB_DATA`` when set, else ``data/cache/`` inside the repository.
+    """
+    root = os.environ.get("GENAI_LAB_DATA")
+    path = Path(root).expanduser() if root else REPO_ROOT / "data" / "cache"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def shared_dir() -> Path:
+    """The offline mirror ``../shared`` next to the repository (may not exist)."""
+    return Path(os.environ.get("GENAI_LAB_SHARED", REPO_ROOT.parent / "shared"))
+
+
+def _cuda_available() -> bool:
+    try:
+        import torch
+
+        return torch.cuda.is_available()
+    except Exception:  # pragma: no cover - torch is a hard requirement in practice
+        return False
+
+
+def default_profile() -> str:
+    """The profile in force: ``$GENAI_LAB_PROFILE``, else smoke under CI, gpu with CUDA, else cpu."""
+    env = os.environ.get("GENAI_LAB_PROFILE", "").strip().lower()
+    if env:
+        if env not in PROFILES:
+            raise ValueError(f"GENAI_LAB_PROFILE={env!r} is not one of {PROFILES}")
+        return env
+    if os.environ.get("CI"):
+        return "smoke"
+    return "gpu" if _cuda_available() else "cpu"
+
+
+def pick_device(prefer: str | None = None) -> "Any":
+    """Return the best ``torch.device``: cuda > mps > cpu, or ``prefer`` if given.
+
+    ``$GENAI_LAB_DEVICE`` overrides the automatic choice (e.g. ``cpu`` on a GPU machine).
+    """
+    import torch
+
+    name = prefer or os.environ.get("GENAI_LAB_DEVICE")
+    if name:
+        return torch.device(name)
+    if torch.cuda.is_available():
+        return torch.device("cuda")
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return torch.device("mps")
+    return torch.device("cpu")
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (all devices) so that runs repeat."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise TypeError(f"seed must be an int, got {type(seed).__name__}")
+    random.seed(seed)
+    try:
+        import numpy as np
+
+        np.random.seed(seed % 2**32)
+    except ImportError:  # pragma: no cover
+        pass
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def quiet_libraries() -> None:
+    """Silence the chatter of transformers, diffusers and friends (errors still show)."""
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    for name in ("transformers", "diffusers", "huggingface_hub", "sentence_transformers",
+                 "peft", "accelerate", "urllib3", "filelock", "matplotlib.font_manager"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    try:
+        import transformers
+
+        transformers.logging.set_verbosity_error()
+        transformers.logging.disable_progress_bar()
+    except Exception:
+        pass
+    try:
+        import diffusers
+
+        diffusers.utils.logging.set_verbosity_error()
+    except Exception:
+        pass
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=UserWarning, module="torch")
+
+
+@dataclass
+class LabConfig:
+    """What :func:`setup` returns: the profile, the device, the seed and helpers to size things.
+
+    >>> cfg = LabConfig(profile="smoke", device="cpu", seed=0)
+    >>> cfg.pick(smoke=100, cpu=1000, gpu=10000)
+    100
+    """
+
+    profile: str
+    device: Any
+    seed: int = 0
+    threads: int = 1
+    extras: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.profile not in PROFILES:
+            raise ValueError(f"profile must be one of {PROFILES}, got {self.profile!r}")
+
+    def pick(self, *, smoke: Any, cpu: Any, gpu: Any = None) -> Any:
+        """Choose a value by profile; ``gpu`` falls back to ``cpu`` when omitted."""
+        if self.profile == "smoke":
+            return smoke
+        if self.profile == "cpu":
+            return cpu
+        return cpu if gpu is None else gpu
+
+    @property
+    def is_smoke(self) -> bool:
+        return self.profile == "smoke"
+
+    @property
+    def on_gpu(self) -> bool:
+        return getattr(self.device, "type", str(self.device)) == "cuda"
+
+    def __repr__(self) -> str:  # one readable line at the top of every notebook
+        return (f"LabConfig(profile={self.profile!r}, device={str(self.device)!r}, "
+                f"seed={self.seed}, threads={self.threads})")
+
+
+_CURRENT: LabConfig | None = None
+
+
+def setup(profile: str | None = None, *, seed: int = 0, device: str | None = None,
+          threads: int | None = None, quiet: bool = True, verbose: bool = True) -> LabConfig:
+    """Prepare a notebook or script: profile, device, seeds, threads, quiet libraries.
+
+    Args:
+        profile: ``"smoke"``, ``"cpu"`` or ``"gpu"``; ``None`` uses :func:`default_profile`.
+        seed: seeds Python, NumPy and torch.
+        device: force a device (``"cpu"``, ``"cuda"``…); ``None`` picks cuda > mps > cpu.
+        threads: torch CPU threads; ``None`` uses ``$GENAI_LAB_THREADS`` or all cores.
+        quiet: silence library logging and progress chatter.
+        verbose: print the one-line summary.
+
+    Returns:
+        A :class:`LabConfig` with ``profile``, ``device``, ``seed`` and ``pick()``.
+    """
+    global _CURRENT
+    import torch
+
+    chosen = default_profile() if profile is None else str(profile).strip().lower()
+    if chosen not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
+    if threads is None:
+        env_threads = os.environ.get("GENAI_LAB_THREADS")
+        threads = int(env_threads) if env_threads else (os.cpu_count() or 1)
+    if not isinstance(threads, int) or threads < 1:
+        raise ValueError(f"threads must be a positive int, got {threads!r}")
+    torch.set_num_threads(threads)
+    if quiet:
+        quiet_libraries()
+    seed_everything(seed)
+    dev = pick_device(device)
+    if chosen == "gpu" and dev.type == "cpu":
+        logging.getLogger("genai_lab").warning("profile 'gpu' on a machine without a GPU: "
+                                               "expect long run times")
+    cfg = LabConfig(profile=chosen, device=dev, seed=seed, threads=threads)
+    _CURRENT = cfg
+    if verbose:
+        print(cfg)
+    return cfg
+
+
+def current() -> LabConfig:
+    """The config of the last :func:`setup` call (set up with defaults if none was made)."""
+    return _CURRENT if _CURRENT is not None else setup(verbose=False)

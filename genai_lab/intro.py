@@ -1,0 +1,95 @@
+"""Introduction chapter: the GPT scale story as data, and measured CPU/GPU matrix-multiply speed."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+from .bench import Metric, register
+
+
+@dataclass(frozen=True)
+class ModelScale:
+    name: str
+    year: int
+    parameters: float | None  # None: not disclosed
+    layers: int | None
+    note: str
+
+
+#: Published sizes (GPT-1: Radford et al. 2018; GPT-2: Radford et al. 2019; GPT-3: Brown et al.
+#: 2020; GPT-4 and GPT-4o: OpenAI 2023/2024, size not disclosed).
+GPT_SCALE = (
+    ModelScale("GPT-1", 2018, 117e6, 12, "decoder-only Transformer, pretrain then fine-tune"),
+    ModelScale("GPT-2", 2019, 1.5e9, 48, "larger vocabulary, LayerNorm moved, zero-shot tasks"),
+    ModelScale("GPT-3", 2020, 175e9, 96, "few-shot prompting"),
+    ModelScale("GPT-4", 2023, None, None, "multimodal input, RLHF; size undisclosed"),
+    ModelScale("GPT-4o", 2024, None, None, "text, image and audio in one model; size undisclosed"),
+)
+
+
+def matmul_gflops(n: int, *, device=None, dtype=None, repeats: int = 3, threads: int | None = None) -> float:
+    """Measured GFLOP/s of an ``(n, n) @ (n, n)`` matrix product (2·n³ FLOPs), best of ``repeats``.
+
+    Args:
+        n: matrix size (positive int).
+        device: ``"cpu"``, ``"cuda"``… (default cpu).
+        dtype: torch dtype (default float32).
+        threads: torch CPU threads for this measurement (restored afterwards).
+    """
+    import torch
+
+    if not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    device = torch.device(device or "cpu")
+    dtype = dtype or torch.float32
+    old_threads = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        g = torch.Generator(device="cpu").manual_seed(0)
+        a = torch.randn(n, n, generator=g, dtype=torch.float32).to(device, dtype)
+        b = torch.randn(n, n, generator=g, dtype=torch.float32).to(device, dtype)
+        sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+        a @ b  # warm-up (kernel selection, caches)
+        sync()
+        best = float("inf")
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            sync()
+            best = min(best, time.perf_counter() - start)
+    finally:
+        torch.set_num_threads(old_threads)
+    return 2 * n ** 3 / best / 1e9
+
+
+def python_loop_gflops(n: int = 48) -> float:
+    """GFLOP/s of the same product written as three nested Python loops (the "if"-style way)."""
+    import random
+
+    if not isinstance(n, int) or not 1 <= n <= 256:
+        raise ValueError(f"n must be an int in 1..256, got {n!r}")
+    rng = random.Random(0)
+    a = [[rng.random() for _ in range(n)] for _ in range(n)]
+    b = [[rng.random() for _ in range(n)] for _ in range(n)]
+    start = time.perf_counter()
+    for i in range(n):
+        row = a[i]
+        for j in range(n):
+            s = 0.0
+            for k in range(n):
+                s += row[k] * b[k][j]
+    return 2 * n ** 3 / (time.perf_counter() - start) / 1e9
+
+
+@register("intro", "matrix multiply throughput: Python loops vs torch on CPU (and GPU)")
+def bench_intro(cfg) -> list[Metric]:
+    n = cfg.pick(smoke=512, cpu=1024, gpu=4096)
+    metrics = [Metric("python_loop_gflops", python_loop_gflops(48), unit="GFLOP/s"),
+               Metric("cpu_matmul_gflops", matmul_gflops(n, device="cpu"), unit="GFLOP/s")]
+    if cfg.on_gpu:
+        metrics.append(Metric("gpu_matmul_gflops", matmul_gflops(n, device=cfg.device), unit="GFLOP/s"))
+    return metrics
