@@ -104,8 +104,11 @@ def _store(profile: str, rows: list[dict]) -> None:
     path.write_text(json.dumps(kept + rows, indent=1))
 
 
-def run_chapter(chapter: str, cfg: LabConfig) -> list[dict]:
-    """Run one chapter's reference experiment and return its rows (one per metric)."""
+def run_chapter(chapter: str, cfg: LabConfig, *, store: bool = True) -> list[dict]:
+    """Run one chapter's reference experiment and return its rows (one per metric).
+
+    With ``store`` the rows replace that chapter's earlier rows in ``<cache>/bench/<profile>.json``.
+    """
     entries = discover()
     if chapter not in entries:
         raise ValueError(f"chapter must be one of {sorted(entries)}, got {chapter!r}")
@@ -114,10 +117,13 @@ def run_chapter(chapter: str, cfg: LabConfig) -> list[dict]:
     seconds = time.perf_counter() - start
     if not metrics or not all(isinstance(m, Metric) for m in metrics):
         raise TypeError(f"bench {chapter!r} must return a non-empty list of Metric")
-    return [{"chapter": chapter, "metric": m.name, "value": m.value, "unit": m.unit,
+    rows = [{"chapter": chapter, "metric": m.name, "value": m.value, "unit": m.unit,
              "higher_is_better": m.higher_is_better, "bar": m.bar, "passed": m.passed,
              "seconds": round(seconds, 2), "profile": cfg.profile, "device": str(cfg.device)}
             for m in metrics]
+    if store:
+        _store(cfg.profile, rows)
+    return rows
 
 
 def run(chapters: list[str] | None = None, cfg: LabConfig | None = None, *,
@@ -128,10 +134,7 @@ def run(chapters: list[str] | None = None, cfg: LabConfig | None = None, *,
     names = list(chapters) if chapters else sorted(entries)
     rows: list[dict] = []
     for name in names:
-        chapter_rows = run_chapter(name, cfg)
-        rows += chapter_rows
-        if store:
-            _store(cfg.profile, chapter_rows)
+        rows += run_chapter(name, cfg, store=store)
     return rows
 
 

@@ -93,3 +93,55 @@ def bench_intro(cfg) -> list[Metric]:
     if cfg.on_gpu:
         metrics.append(Metric("gpu_matmul_gflops", matmul_gflops(n, device=cfg.device), unit="GFLOP/s"))
     return metrics
+
+
+def plot_gpt_scale(ax=None):
+    """Parameters of GPT-1 → GPT-3 on a log axis (GPT-4/4o: undisclosed, marked as such)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6, 4))
+    known = [m for m in GPT_SCALE if m.parameters]
+    ax.semilogy([m.year for m in known], [m.parameters for m in known], "o-")
+    for m in known:
+        ax.annotate(f"{m.name}\n{m.parameters / 1e9:g}B, {m.layers} layers", (m.year, m.parameters),
+                    textcoords="offset points", xytext=(8, -12), fontsize=8)
+    for m in GPT_SCALE:
+        if not m.parameters:
+            ax.axvline(m.year, ls=":", color="grey")
+            ax.text(m.year, known[-1].parameters, f" {m.name}\n (size undisclosed)", fontsize=8,
+                    va="top", color="grey")
+    ax.set(title="GPT model size by year (published figures)", xlabel="year",
+           ylabel="parameters (log scale)", xlim=(2017.5, 2025))
+    return ax
+
+
+#: (name, what it generates, how it samples, strengths, weaknesses): the map drawn below.
+GENERATIVE_FAMILIES = (
+    ("GAN", "images", "one generator pass", "fast, sharp samples", "mode collapse, unstable training", 7),
+    ("Diffusion", "images, audio, video", "many denoising steps from noise", "diverse, high quality",
+     "slow, compute-heavy sampling", 7),
+    ("Transformer LLM", "text, code (any tokens)", "one token at a time", "general, promptable",
+     "hallucination, cost per token", 5),
+    ("CLIP", "(nothing: it scores)", "embeds text and images in one space", "zero-shot matching",
+     "not generative by itself", 8),
+)
+
+
+def plot_generative_families(ax=None):
+    """A qualitative map: sampling speed vs diversity of the four families (measured in ch. 5–8)."""
+    import matplotlib.pyplot as plt
+
+    if ax is None:
+        _, ax = plt.subplots(figsize=(6.5, 4.5))
+    # Qualitative positions (0..1): how fast one sample is, how varied the samples are.
+    where = {"GAN": (0.9, 0.3), "Diffusion": (0.15, 0.9), "Transformer LLM": (0.45, 0.75),
+             "CLIP": (0.8, 0.05)}
+    for name, media, how, good, bad, _ in GENERATIVE_FAMILIES:
+        x, y = where[name]
+        ax.scatter([x], [y], s=200)
+        ax.annotate(f"{name}\n{media}\n+ {good}\n− {bad}", (x, y), textcoords="offset points",
+                    xytext=(8, 6), fontsize=7.5)
+    ax.set(title="Generative families (qualitative map)", xlabel="sampling speed →",
+           ylabel="diversity of samples →", xlim=(0, 1.45), ylim=(-0.1, 1.2), xticks=[], yticks=[])
+    return ax

@@ -113,14 +113,19 @@ def smollm2_path() -> Path:
         del config.quantization_config
     model = AutoModelForCausalLM.from_config(config)
     model.load_state_dict(gguf_model.state_dict())
-    tmp = target.with_name(target.name + ".tmp")
+    # Two notebooks may convert at once (CI runs them in parallel): each writes its own folder
+    # and the first to finish wins; the other's copy is discarded.
+    import shutil
+
+    tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
     model.save_pretrained(tmp)
     tok.save_pretrained(tmp)
-    if target.exists():
-        import shutil
-
-        shutil.rmtree(target)
-    os.replace(tmp, target)
+    try:
+        os.rename(tmp, target)
+    except OSError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        if not (target / "model.safetensors").is_file():
+            raise
     return target
 
 

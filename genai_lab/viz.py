@@ -139,9 +139,8 @@ def make_offline_html(html: str) -> str:
     html = re.sub(r"(['\"])https://cdnjs\.cloudflare\.com/ajax/libs/jquery/[^'\"]*?(\1)", rf"\g<1>{jq}\g<2>", html)
     html = re.sub(r"<script[^>]*src=['\"]https://cdnjs\.cloudflare\.com/ajax/libs/require\.js/[^'\"]*['\"][^>]*></script>",
                   "", html)
-    require = (ASSETS / "require.min.js").read_text(encoding="utf-8")
-    # require.js once per output; bertviz strips the ".js" suffix itself, data URIs need none.
-    html = html.replace(".min\"", "\"").replace(".min'", "'")
+    # require.js appends no ".js" to data: URIs, so the rewritten paths load as they are.
+    require = (ASSETS / "require.js").read_text(encoding="utf-8")
     return f"<script>if (typeof require === 'undefined') {{ {require} }}</script>\n" + html
 
 
