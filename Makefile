@@ -9,7 +9,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-STAGE := _build/src
+STAGE := _stage
 export PYTHONUNBUFFERED := 1
 export MPLBACKEND := Agg
 
@@ -36,7 +36,7 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 setup: $(STAMP)
 	@bash .ci/sysdeps || true
 
-# Copy the book's sources into _build/src, execute every notebook there once (outputs are
+# Copy the book's sources into _stage, execute every notebook there once (outputs are
 # written into the copies, never into the repository), then build the HTML from the copies.
 notebooks: setup
 	rm -rf $(STAGE) && mkdir -p $(STAGE)
@@ -45,7 +45,7 @@ notebooks: setup
 	  --nbmake-timeout=$(NB_TIMEOUT) -n $(JOBS) $(STAGE)/book $(STAGE)/labs
 
 html:
-	$(PY) -m jupyter_book build $(STAGE) --builder html --warningiserror --quiet --keep-going
+	$(VENV)/bin/jupyter-book build $(STAGE) --builder html --warningiserror --quiet --keep-going
 	rm -rf _build/html && cp -r $(STAGE)/_build/html _build/html
 	@echo "site: _build/html/index.html"
 

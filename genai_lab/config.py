@@ -122,6 +122,22 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=UserWarning, module="torch")
 
 
+def configure_matplotlib() -> None:
+    """Readable default figures, and a Japanese-capable fallback font when one is installed."""
+    try:
+        import matplotlib
+        from matplotlib import font_manager
+    except ImportError:  # pragma: no cover
+        return
+    matplotlib.rcParams["figure.dpi"] = 100
+    matplotlib.rcParams["axes.grid"] = False
+    cjk = [name for name in ("IPAexGothic", "IPAGothic", "IPAPGothic", "Noto Sans CJK JP", "Hiragino Sans",
+                             "Yu Gothic", "MS Gothic")
+           if any(f.name == name for f in font_manager.fontManager.ttflist)]
+    if cjk:
+        matplotlib.rcParams["font.family"] = ["DejaVu Sans", *cjk[:1]]
+
+
 @dataclass
 class LabConfig:
     """What :func:`setup` returns: the profile, the device, the seed and helpers to size things.
@@ -194,6 +210,7 @@ def setup(profile: str | None = None, *, seed: int = 0, device: str | None = Non
     torch.set_num_threads(threads)
     if quiet:
         quiet_libraries()
+    configure_matplotlib()
     seed_everything(seed)
     dev = pick_device(device)
     if chosen == "gpu" and dev.type == "cpu":
