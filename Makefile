@@ -20,7 +20,7 @@ JOBS ?= 2
 THREADS ?= $(shell n=$$(nproc); t=$$(( n / $(JOBS) )); echo $$(( t > 0 ? t : 1 )))
 NB_ENV = GENAI_LAB_STRICT_CHECKS=1 HF_HUB_OFFLINE=1 GENAI_LAB_OFFLINE=1 GENAI_LAB_THREADS=$(THREADS) \
   $(if $(PROFILE),GENAI_LAB_PROFILE=$(PROFILE))
-NB_TIMEOUT ?= 900
+NB_TIMEOUT ?= 1800
 
 .PHONY: all setup book test unit notebooks html site-check lab clean sysdeps
 

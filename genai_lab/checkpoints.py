@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import time
 from pathlib import Path
 from typing import Callable
@@ -59,7 +60,7 @@ def load_or_train(name: str, cfg: LabConfig, config: dict, build: Callable[[], "
     meta = {"name": name, "profile": cfg.profile, "config": config, "metrics": metrics,
             "seconds": round(time.perf_counter() - start, 2)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".tmp{os.getpid()}")  # parallel test workers may train the same one
     save_model(model, str(tmp))  # handles tied weights (e.g. a GPT's embedding and head)
     tmp.replace(path)
     meta_path.write_text(json.dumps(meta, indent=1, default=str))
