@@ -1,0 +1,87 @@
+"""Checks for the CNN lab: each compares the learner's function with PyTorch on fixed seeded inputs.
+
+>>> from genai_lab.checks import cnn as cnn_checks
+>>> cnn_checks.check_conv2d(my_conv2d)          # doctest: +SKIP
+✅ conv2d: passed
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from . import check_function, run_check
+
+
+def _rand(*shape, seed: int):
+    import torch
+
+    return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) - 0.5
+
+
+def check_output_size(fn: Callable, **kw):
+    """``fn(size, kernel_size, stride, padding) -> int`` against the shape PyTorch's conv2d returns."""
+    import torch
+    import torch.nn.functional as F
+
+    cases = []
+    for size, k, s, p in [(8, 3, 1, 0), (8, 3, 1, 1), (28, 5, 2, 2), (7, 3, 2, 0), (10, 4, 3, 1)]:
+        out = F.conv2d(torch.zeros(1, 1, size, size), torch.zeros(1, 1, k, k), stride=s, padding=p)
+        cases.append(((size, k, s, p), {}, int(out.shape[-1])))
+    return check_function(fn, cases, name="output size", **kw)
+
+
+def check_conv2d(fn: Callable, *, atol: float = 1e-5, **kw):
+    """``fn(x, weight, bias, stride, padding)`` against ``torch.nn.functional.conv2d`` (to ``atol``)."""
+    import torch.nn.functional as F
+
+    cases = []
+    for i, (c_in, c_out, k, s, p, size) in enumerate([(1, 1, 3, 1, 0, 6), (1, 4, 3, 1, 1, 8),
+                                                       (3, 2, 3, 2, 1, 9), (2, 3, 5, 2, 2, 11),
+                                                       (2, 2, 2, 3, 0, 10)]):
+        x = _rand(2, c_in, size, size, seed=10 + i)
+        w = _rand(c_out, c_in, k, k, seed=20 + i)
+        b = _rand(c_out, seed=30 + i)
+        cases.append(((x, w, b), {"stride": s, "padding": p}, F.conv2d(x, w, b, stride=s, padding=p)))
+    return check_function(fn, cases, name="conv2d", atol=atol, rtol=atol, **kw)
+
+
+def check_max_pool2d(fn: Callable, **kw):
+    """``fn(x, kernel_size, stride)`` against ``torch.nn.functional.max_pool2d``."""
+    import torch.nn.functional as F
+
+    cases = []
+    for i, (k, s, size) in enumerate([(2, 2, 8), (2, 2, 7), (3, 1, 6), (3, 2, 9)]):
+        x = _rand(2, 3, size, size, seed=40 + i)
+        cases.append(((x, k, s), {}, F.max_pool2d(x, k, s)))
+    return check_function(fn, cases, name="max-pooling", **kw)
+
+
+def check_parameter_counts(conv_fn: Callable, dense_fn: Callable, **kw):
+    """``conv_fn(in_ch, out_ch, k)`` and ``dense_fn(in_f, out_f)`` against real PyTorch layers."""
+    from torch import nn
+
+    def body():
+        for args in [(1, 16, 3), (16, 32, 3), (3, 64, 7)]:
+            expected = sum(p.numel() for p in nn.Conv2d(*args).parameters())
+            got = conv_fn(*args)
+            if got != expected:
+                return f"conv: {args} gave {got!r}, nn.Conv2d{args} has {expected}"
+        for args in [(64, 10), (784, 128), (1, 1)]:
+            expected = sum(p.numel() for p in nn.Linear(*args).parameters())
+            got = dense_fn(*args)
+            if got != expected:
+                return f"dense: {args} gave {got!r}, nn.Linear{args} has {expected}"
+        return None
+
+    return run_check("parameter counts", body, **kw)
+
+
+def check_receptive_field(fn: Callable, **kw):
+    """``fn([(kernel, stride), ...]) -> int`` against :func:`genai_lab.cnn.receptive_field`, which
+    the tests check against a gradient measurement."""
+    from ..cnn import receptive_field
+
+    stacks = [[(3, 1)], [(3, 1), (3, 1)], [(3, 1), (2, 2), (3, 1), (2, 2)],
+              [(5, 2), (3, 2), (3, 1)], [(7, 2), (3, 2), (3, 1), (3, 1), (2, 2), (3, 1)]]
+    return check_function(fn, [((s,), {}, receptive_field(s)) for s in stacks],
+                          name="receptive field", **kw)
