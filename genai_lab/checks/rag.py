@@ -1,0 +1,99 @@
+"""Checks for the RAG lab: a chunker with overlap, cosine top-k, recall@k / MRR and RRF.
+
+Each check compares the learner's function with a reference on fixed inputs: the package's own
+tested code (:mod:`genai_lab.rag`) or PyTorch (``cosine_similarity`` + ``topk``).
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from . import CheckResult, check_function, describe_difference, run_check
+
+_TEXT = ("Retrieval-augmented generation looks up documents first. "
+         "Then the model answers with them in its prompt. ") * 3
+
+
+def check_chunker(fn: Callable) -> CheckResult:
+    """``fn(text, size, overlap) -> list[str]``: windows of ``size`` characters stepping ``size - overlap``."""
+    from ..rag.chunking import fixed_size_chunks
+
+    cases = [((text, size, overlap), {}, fixed_size_chunks(text, size, overlap))
+             for text, size, overlap in [("abcdefghij", 4, 1), ("abcdefghij", 5, 0), ("abcdefghij", 20, 5),
+                                         ("", 3, 1), (_TEXT, 60, 15), ("今日は晴れです。明日は雨でしょう！", 6, 2)]]
+    return check_function(fn, cases, name="chunk_with_overlap")
+
+
+def check_cosine_top_k(fn: Callable) -> CheckResult:
+    """``fn(query (D,), rows (N, D), k) -> (indices (k,), scores (k,))`` vs PyTorch."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    cases = []
+    for n, d, k, scale in [(10, 4, 3, False), (50, 16, 5, True), (7, 8, 7, True)]:
+        rows = torch.randn(n, d, generator=g)
+        if scale:  # vectors of different lengths: cosine must ignore the length
+            rows = rows * torch.rand(n, 1, generator=g) * 10
+        query = torch.randn(d, generator=g)
+        ref = torch.nn.functional.cosine_similarity(rows, query[None], dim=1)
+        top = torch.topk(ref, k)
+        cases.append(((query, rows, k), {}, (top.indices, top.values)))
+
+    def body():
+        for i, ((query, rows, k), _, (idx, vals)) in enumerate(cases, 1):
+            out = fn(query, rows, k)
+            if not isinstance(out, (tuple, list)) or len(out) != 2:
+                return f"case {i}: return (indices, scores), got {type(out).__name__}"
+            msg = (describe_difference(torch.as_tensor(out[0]).long(), idx, path="indices")
+                   or describe_difference(torch.as_tensor(out[1]).float(), vals, atol=1e-5, path="scores"))
+            if msg:
+                return f"case {i} (N={rows.shape[0]}, D={rows.shape[1]}, k={k}): {msg}"
+        return None
+
+    return run_check("cosine_top_k", body)
+
+
+def check_recall_mrr(recall_fn: Callable, mrr_fn: Callable) -> CheckResult:
+    """``recall_fn(retrieved, gold, k)`` and ``mrr_fn([(retrieved, gold), …])`` vs the package."""
+    from ..rag.evaluate import mean_reciprocal_rank, recall_at_k
+
+    runs = [(["wine", "iris", "wine", "digits"], ["iris"]),
+            (["wine", "iris", "wine", "digits"], ["iris", "digits"]),
+            (["lfw", "rcv1"], ["iris"]),
+            (["diabetes", "iris"], ["diabetes"])]
+
+    def body():
+        for retrieved, gold in runs:
+            for k in (1, 2, 3, 4):
+                got, want = recall_fn(retrieved, gold, k), recall_at_k(retrieved, gold, k)
+                msg = describe_difference(got, want, atol=1e-9)
+                if msg:
+                    return f"recall_at_k({retrieved}, {gold}, k={k}): {msg}"
+        for subset in (runs[:1], runs[2:3], runs):
+            msg = describe_difference(mrr_fn(subset), mean_reciprocal_rank(subset), atol=1e-9)
+            if msg:
+                return f"mean_reciprocal_rank over {len(subset)} run(s): {msg}"
+        return None
+
+    return run_check("recall_at_k and MRR", body)
+
+
+def check_rrf(fn: Callable) -> CheckResult:
+    """``fn(rankings, k=60) -> [(item, score), …]`` best first, vs the package."""
+    from ..rag.index import reciprocal_rank_fusion
+
+    cases = [((rankings,), {"k": k}, [tuple(p) for p in reciprocal_rank_fusion(rankings, k=k)])
+             for rankings, k in [([["a", "b", "c"], ["b", "d", "a"]], 60),
+                                 ([["x", "y"], ["y", "z"], ["z", "y", "x"]], 1),
+                                 ([["only"]], 60)]]
+
+    def body():
+        for i, ((rankings,), kwargs, expected) in enumerate(cases, 1):
+            got = fn(rankings, **kwargs)
+            got = [tuple(p) for p in got] if isinstance(got, (list, tuple)) else got
+            msg = describe_difference(got, expected, atol=1e-9)
+            if msg:
+                return f"case {i} ({rankings}, k={kwargs['k']}): {msg}"
+        return None
+
+    return run_check("reciprocal_rank_fusion", body)

