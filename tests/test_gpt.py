@@ -1,0 +1,148 @@
+"""The tiny GPT: same function as transformers' GPT-2, a correct KV cache, real learning."""
+
+import math
+
+import pytest
+import torch
+
+import genai_lab as gl
+from genai_lab import gpt
+
+
+@pytest.fixture(autouse=True)
+def one_thread_smoke():
+    """Seeded, ``$GENAI_LAB_THREADS`` threads (an oversubscribed CPU is very slow otherwise)."""
+    gl.setup("smoke", verbose=False)
+
+
+def small_model(seed=0, **kw):
+    torch.manual_seed(seed)
+    conf = dict(vocab_size=17, block_size=16, n_layer=2, n_head=2, n_embd=32)
+    conf.update(kw)
+    return gpt.TinyGPT(gpt.GPTConfig(**conf)).eval()
+
+
+def test_matches_transformers_gpt2():
+    model = small_model()
+    hf = gpt.to_hf_gpt2(model)
+    idx = torch.randint(0, 17, (3, 16), generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        ours = model(idx).logits
+        ref = hf(idx).logits
+    assert torch.allclose(ours, ref, atol=1e-5), (ours - ref).abs().max()
+
+
+def test_loss_is_cross_entropy_and_untrained_is_near_uniform():
+    model = small_model()
+    idx = torch.randint(0, 17, (2, 16), generator=torch.Generator().manual_seed(1))
+    out = model(idx[:, :-1], idx[:, 1:])
+    ref = torch.nn.functional.cross_entropy(out.logits.reshape(-1, 17), idx[:, 1:].reshape(-1))
+    assert torch.allclose(out.loss, ref)
+    assert abs(out.loss.item() - math.log(17)) < 0.1
+
+
+def test_kv_cache_gives_the_same_logits():
+    model = small_model()
+    idx = torch.randint(0, 17, (2, 12), generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        full = model(idx).logits
+        first = model(idx[:, :5], use_cache=True)
+        second = model(idx[:, 5:9], past_key_values=first.past_key_values, use_cache=True)  # several at once
+        third = model(idx[:, 9:10], past_key_values=second.past_key_values, use_cache=True)  # one at a time
+    stitched = torch.cat([first.logits, second.logits, third.logits], dim=1)
+    assert torch.allclose(stitched, full[:, :10], atol=1e-5)
+    assert third.past_key_values[0][0].shape == (2, 2, 10, 16)
+
+
+def test_generate_with_and_without_cache_agree_and_match_transformers():
+    model = small_model()
+    prompt = torch.tensor([[1, 2, 3]])
+    cached = gpt.generate(model, prompt, 10, use_cache=True)
+    plain = gpt.generate(model, prompt, 10, use_cache=False)
+    assert torch.equal(cached, plain)
+    hf = gpt.to_hf_gpt2(model)
+    ref = hf.generate(prompt, max_new_tokens=10, do_sample=False, pad_token_id=0, eos_token_id=None)
+    assert torch.equal(cached, ref)
+    # past the context window the generator crops the context and keeps going
+    long = gpt.generate(model, prompt, 30, use_cache=True)
+    assert long.shape == (1, 33)
+    assert torch.equal(long, gpt.generate(model, prompt, 30, use_cache=False))
+
+
+def test_sampled_generation_is_seeded():
+    model = small_model()
+    prompt = torch.tensor([[1, 2, 3]])
+    kw = dict(do_sample=True, temperature=0.9, top_k=8, top_p=0.95, repetition_penalty=1.1)
+    a = gpt.generate(model, prompt, 12, generator=torch.Generator().manual_seed(5), **kw)
+    b = gpt.generate(model, prompt, 12, generator=torch.Generator().manual_seed(5), **kw)
+    assert torch.equal(a, b)
+
+
+def test_evaluate_loss_scores_every_token_once():
+    model = small_model()
+    data = torch.randint(0, 17, (200,), generator=torch.Generator().manual_seed(3))
+    side_by_side = gpt.evaluate_loss(model, data)
+    overlapping = gpt.evaluate_loss(model, data, stride=4)
+    # an untrained model is near log(V) either way
+    assert abs(side_by_side - math.log(17)) < 0.1 and abs(overlapping - math.log(17)) < 0.1
+    # by hand: the first 16-token window scores all 16 predictions
+    with torch.no_grad():
+        manual = model(data[None, :16], data[None, 1:17]).loss.item()
+    assert gpt.evaluate_loss(model, data, max_tokens=17) == pytest.approx(manual, rel=1e-5)
+
+
+def test_training_beats_the_unigram_baseline():
+    from genai_lab.text import shakespeare_chars
+
+    corpus = shakespeare_chars()
+    torch.manual_seed(0)
+    model = gpt.TinyGPT(gpt.GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=2, n_embd=32))
+    settings = gpt.TrainSettings(steps=300, batch_size=32, lr=1e-2, warmup=20)
+    gpt.train_gpt(model, corpus.train, settings, progress=False)
+    loss = gpt.evaluate_loss(model, corpus.val, max_tokens=4000)
+    counts = torch.bincount(corpus.train, minlength=65).float() + 1
+    unigram = float(-(torch.log(counts / counts.sum())[corpus.val[:4000]]).mean())  # ≈ 3.3 nats/char
+    assert loss < unigram - 0.6, (loss, unigram)
+
+
+def test_bad_inputs():
+    with pytest.raises(ValueError, match="n_embd"):
+        gpt.GPTConfig(n_embd=30, n_head=4)
+    with pytest.raises(ValueError, match="block_size"):
+        gpt.GPTConfig(block_size=0)
+    with pytest.raises(ValueError, match="dropout"):
+        gpt.GPTConfig(dropout=1.5)
+    with pytest.raises(TypeError, match="config"):
+        gpt.TinyGPT({"n_layer": 2})
+    model = small_model()
+    with pytest.raises(TypeError, match="idx"):
+        model(torch.zeros(2, 3))
+    with pytest.raises(ValueError, match="block_size"):
+        model(torch.zeros(1, 17, dtype=torch.long))
+    with pytest.raises(ValueError, match="targets"):
+        model(torch.zeros(1, 4, dtype=torch.long), torch.zeros(1, 3, dtype=torch.long))
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        gpt.generate(model, torch.zeros(1, 1, dtype=torch.long), -1)
+    with pytest.raises(TypeError, match="idx"):
+        gpt.generate(model, torch.zeros(1, 0, dtype=torch.long), 3)
+    with pytest.raises(TypeError, match="data"):
+        gpt.evaluate_loss(model, torch.zeros(10))
+    with pytest.raises(ValueError, match="stride"):
+        gpt.evaluate_loss(model, torch.zeros(40, dtype=torch.long), stride=0)
+    with pytest.raises(ValueError, match="steps"):
+        gpt.TrainSettings(steps=0)
+    with pytest.raises(ValueError, match="widths"):
+        gpt.scaling_experiment(gl.setup(verbose=False), [30])
+
+
+@pytest.mark.slow
+def test_bench_smoke_clears_the_bars():
+    from genai_lab.bench import run_chapter
+
+    rows = run_chapter("gpt", gl.setup("smoke", verbose=False))
+    barred = [r for r in rows if r["bar"] is not None]
+    assert barred, rows
+    for row in barred:
+        assert row["passed"] is True, row
+    cache = {r["metric"]: r["value"] for r in rows}
+    assert cache["gpt_generate_tokens_per_second_kv_cache"] > cache["gpt_generate_tokens_per_second_no_cache"]

@@ -1,0 +1,118 @@
+"""Sampling filters match transformers' logits processors on the same logits."""
+
+import pytest
+import torch
+
+from genai_lab import sampling as S
+
+
+@pytest.fixture
+def scores():
+    g = torch.Generator().manual_seed(0)
+    return torch.randn(4, 50, generator=g) * 3
+
+
+@pytest.fixture
+def input_ids():
+    g = torch.Generator().manual_seed(1)
+    return torch.randint(0, 50, (4, 12), generator=g)
+
+
+def _hf(procs, ids, scores):
+    return procs(ids, scores.clone())
+
+
+@pytest.mark.parametrize("k", [1, 5, 49, 50, 80])
+def test_top_k_matches_transformers(scores, input_ids, k):
+    from transformers.generation.logits_process import TopKLogitsWarper
+
+    ours = S.top_k_filter(scores, k)
+    ref = TopKLogitsWarper(k)(input_ids, scores.clone())
+    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
+    assert torch.allclose(ours[~torch.isinf(ours)], ref[~torch.isinf(ref)])
+    assert (~torch.isinf(ours)).sum(-1).tolist() == [min(k, 50)] * 4
+
+
+@pytest.mark.parametrize("p", [0.05, 0.5, 0.9, 0.999, 1.0])
+def test_top_p_matches_transformers(scores, input_ids, p):
+    from transformers.generation.logits_process import TopPLogitsWarper
+
+    ours = S.top_p_filter(scores, p)
+    ref = TopPLogitsWarper(p)(input_ids, scores.clone())
+    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
+    kept_mass = torch.softmax(scores, -1).masked_fill(torch.isinf(ours), 0).sum(-1)
+    assert bool((kept_mass >= p - 1e-6).all())  # the nucleus holds at least p of the probability
+
+
+@pytest.mark.parametrize("penalty", [0.7, 1.3, 2.0])
+def test_repetition_penalty_matches_transformers(scores, input_ids, penalty):
+    from transformers.generation.logits_process import RepetitionPenaltyLogitsProcessor
+
+    ours = S.repetition_penalty_filter(scores, input_ids, penalty)
+    ref = RepetitionPenaltyLogitsProcessor(penalty)(input_ids, scores.clone())
+    assert torch.allclose(ours, ref)
+    unseen = torch.ones_like(scores, dtype=torch.bool).scatter(1, input_ids, False)
+    assert torch.equal(ours[unseen], scores[unseen])
+
+
+def test_temperature_and_chain_match_transformers(scores, input_ids):
+    from transformers.generation.logits_process import TemperatureLogitsWarper
+
+    assert torch.allclose(S.apply_temperature(scores, 0.7), TemperatureLogitsWarper(0.7)(input_ids, scores.clone()))
+    settings = dict(temperature=0.8, top_k=20, top_p=0.9, repetition_penalty=1.2)
+    ours = S.process_logits(scores, input_ids, **settings)
+    ref = S.hf_logits_processors(**settings)(input_ids, scores.clone())
+    assert torch.equal(torch.isinf(ours), torch.isinf(ref))
+    assert torch.allclose(ours[~torch.isinf(ours)], ref[~torch.isinf(ref)])
+
+
+def test_temperature_changes_entropy(scores):
+    def entropy(s):
+        p = torch.softmax(s, -1)
+        return float(-(p * p.clamp_min(1e-30).log()).sum(-1).mean())
+
+    assert entropy(S.apply_temperature(scores, 0.5)) < entropy(scores) < entropy(S.apply_temperature(scores, 2.0))
+
+
+def test_sampling_follows_the_distribution():
+    scores = torch.log(torch.tensor([[0.7, 0.2, 0.1]]))
+    g = torch.Generator().manual_seed(0)
+    draws = torch.stack([S.sample_next_token(scores, generator=g) for _ in range(4000)]).flatten()
+    freq = torch.bincount(draws, minlength=3).float() / len(draws)
+    assert torch.allclose(freq, torch.tensor([0.7, 0.2, 0.1]), atol=0.03)
+    assert S.greedy_choice(scores).tolist() == [0]
+
+
+def test_distinct_n():
+    assert S.distinct_n(["abcd"], 2) == 1.0
+    assert S.distinct_n(["aaaa"], 1) == 0.25
+    assert S.distinct_n([["the", "cat", "the", "cat"]], 2) == pytest.approx(2 / 3)
+
+
+def test_probability_table():
+    rows = S.probability_table(torch.tensor([0.0, 2.0, 1.0]), ["a", "b", "c"], k=2)
+    assert [r[0] for r in rows] == ["b", "c"]
+    assert rows[0][1] == pytest.approx(torch.softmax(torch.tensor([0.0, 2.0, 1.0]), 0)[1].item())
+
+
+def test_bad_inputs(scores, input_ids):
+    with pytest.raises(ValueError, match="k"):
+        S.top_k_filter(scores, 0)
+    with pytest.raises(ValueError, match="p"):
+        S.top_p_filter(scores, 1.5)
+    with pytest.raises(ValueError, match="temperature"):
+        S.apply_temperature(scores, 0.0)
+    with pytest.raises(ValueError, match="penalty"):
+        S.repetition_penalty_filter(scores, input_ids, -1.0)
+    with pytest.raises(TypeError, match="input_ids"):
+        S.repetition_penalty_filter(scores, input_ids.float(), 1.2)
+    with pytest.raises(TypeError, match="scores"):
+        S.top_k_filter(torch.arange(5), 2)
+    with pytest.raises(ValueError, match="scores"):
+        S.top_k_filter(torch.randn(5), 2)
+    with pytest.raises(ValueError, match="input_ids"):
+        S.process_logits(scores, None, repetition_penalty=1.5)
+    with pytest.raises(ValueError, match="n"):
+        S.distinct_n(["abc"], 0)
+    with pytest.raises(TypeError, match="texts"):
+        S.distinct_n("abc", 1)
