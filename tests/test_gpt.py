@@ -140,7 +140,9 @@ def test_bench_smoke_clears_the_bars():
     from genai_lab.bench import run_chapter
 
     rows = run_chapter("gpt", gl.setup("smoke", verbose=False))
-    barred = [r for r in rows if r["bar"] is not None]
+    # Quality bars only: the training-time bar is a speed target, reported by the bench itself
+    # and not asserted in a unit test (a loaded machine would fail it for the wrong reason).
+    barred = [r for r in rows if r["bar"] is not None and r["unit"] != "s"]
     assert barred, rows
     for row in barred:
         assert row["passed"] is True, row
