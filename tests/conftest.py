@@ -15,3 +15,12 @@ def cfg():
     import genai_lab as gl
 
     return gl.setup("smoke", verbose=False)
+
+
+def pytest_configure(config):
+    """Tests that never call gl.setup() still respect GENAI_LAB_THREADS (parallel workers)."""
+    threads = os.environ.get("GENAI_LAB_THREADS")
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
