@@ -41,6 +41,7 @@ setup: $(STAMP)
 notebooks: setup
 	rm -rf $(STAGE) && mkdir -p $(STAGE)
 	cp -r _config.yml _toc.yml book labs $(STAGE)/
+	cp genai_lab/assets/require.js $(STAGE)/book/_vendor/   # one vendored copy serves bertviz and widgets
 	$(NB_ENV) bash .ci/offline $(PY) -m pytest -p no:cacheprovider --nbmake --overwrite \
 	  --nbmake-timeout=$(NB_TIMEOUT) -n $(JOBS) $(STAGE)/book $(STAGE)/labs
 
