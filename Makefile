@@ -47,7 +47,7 @@ notebooks: setup
 
 html:
 	$(VENV)/bin/jupyter-book build $(STAGE) --builder html --warningiserror --quiet --keep-going
-	rm -rf _build/html && cp -r $(STAGE)/_build/html _build/html
+	rm -rf _build/html && mkdir -p _build && cp -r $(STAGE)/_build/html _build/html
 	@echo "site: _build/html/index.html"
 
 book: notebooks html
