@@ -11,7 +11,6 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 STAGE := _stage
 export PYTHONUNBUFFERED := 1
-export MPLBACKEND := Agg
 
 # Notebooks: one profile for all; CI=true (or no GPU) means smoke unless the user sets it.
 # `make book` uses the automatic profile (gpu with CUDA, else cpu; smoke under CI);
