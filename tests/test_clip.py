@@ -11,15 +11,6 @@ import torch.nn.functional as F
 from genai_lab import clip
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: two threads on a busy 2-core machine spin and cost ~10x the CPU time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _reference_infonce(img, txt, temperature):
     """Symmetric InfoNCE written out with explicit sums (no cross_entropy)."""
     img, txt = img / img.norm(dim=1, keepdim=True), txt / txt.norm(dim=1, keepdim=True)

@@ -10,15 +10,6 @@ from genai_lab import gan
 from genai_lab.config import LabConfig
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """One torch thread: two threads on a busy 2-core machine spin and cost ~10x the CPU time."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def test_networks_have_the_documented_shapes():
     for dataset, size in (("digits", 8), ("fashion_mnist", 28)):
         model = gan.GAN(gan.GANConfig(dataset=dataset, latent_dim=8, width=4))
