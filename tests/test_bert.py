@@ -200,6 +200,26 @@ def test_fill_mask_matches_the_transformers_pipeline(toy_tokenizer):
         bert.fill_mask(model, toy_tokenizer, 3)
 
 
+def test_fill_mask_cuts_long_text_to_the_model_window_around_the_mask(toy_tokenizer):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(0)
+    short = BertForMaskedLM(BertConfig(vocab_size=len(toy_tokenizer), hidden_size=32, num_hidden_layers=1,
+                                       num_attention_heads=2, intermediate_size=64,
+                                       max_position_embeddings=8)).eval()
+    text = "before we proceed any further , hear me [MASK] . you are all resolved rather to die"
+    assert len(toy_tokenizer(text)["input_ids"]) > 8
+    enc = bert._mask_inputs(short, toy_tokenizer, [text])
+    ids = enc["input_ids"][0].tolist()
+    assert len(ids) == 8 and ids[0] == toy_tokenizer.cls_token_id and ids[-1] == toy_tokenizer.sep_token_id
+    assert toy_tokenizer.mask_token_id in ids
+    window = toy_tokenizer.decode(ids[1:-1])
+    assert bert.fill_mask(short, toy_tokenizer, text, top_k=3) == bert.fill_mask(short, toy_tokenizer, window, top_k=3)
+    # a batch of different lengths is padded, with the attention mask marking real tokens
+    enc = bert._mask_inputs(short, toy_tokenizer, [text, "hear me [MASK]"])
+    assert enc["input_ids"].shape == (2, 8) and enc["attention_mask"][1].sum() < 8
+
+
 def test_fill_mask_items_hide_single_token_words(toy_tokenizer):
     lines = [ln for ln in TOY_TEXT.splitlines() if ln and not ln.endswith(":")]
     items = bert.fill_mask_items(lines, [toy_tokenizer], 4, seed=0)

@@ -141,3 +141,16 @@ def test_bad_inputs():
         lora.speaker_split("NOBODY")
     with pytest.raises(ValueError, match="kind"):
         lora.adapt(nn.Linear(2, 2), {"kind": "magic"}, None, steps=1, batch_size=1)
+
+
+def test_adaptation_steps_follow_the_data_and_the_context():
+    data = lora.ShiftedData("X", torch.zeros(19_200, dtype=torch.long), torch.zeros(10, dtype=torch.long),
+                            torch.zeros(10, dtype=torch.long), "", "")
+    assert lora.adaptation_steps(data, 64) == 150  # 8 passes of 19,200 characters in 16×64 windows
+    assert lora.adaptation_steps(data, 256) == 38
+    assert lora.adaptation_steps(data, 64, epochs=2) == 38
+    assert lora.adaptation_steps(data, 2048) == 20  # never fewer than 20 steps
+    with pytest.raises(ValueError, match="block_size"):
+        lora.adaptation_steps(data, 1)
+    with pytest.raises(ValueError, match="epochs"):
+        lora.adaptation_steps(data, 64, epochs=0)
