@@ -25,13 +25,13 @@ What authority surfeits on would relieve us.
 """
 
 
-def tiny_mlm(vocab_size: int = 100, seed: int = 0):
+def tiny_mlm(vocab_size: int = 100, seed: int = 0, max_positions: int = 64):
     from transformers import BertConfig, BertForMaskedLM
 
     torch.manual_seed(seed)
     return BertForMaskedLM(BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=1,
                                       num_attention_heads=2, intermediate_size=64,
-                                      max_position_embeddings=64)).eval()
+                                      max_position_embeddings=max_positions)).eval()
 
 
 @pytest.fixture(scope="module")
@@ -201,12 +201,7 @@ def test_fill_mask_matches_the_transformers_pipeline(toy_tokenizer):
 
 
 def test_fill_mask_cuts_long_text_to_the_model_window_around_the_mask(toy_tokenizer):
-    from transformers import BertConfig, BertForMaskedLM
-
-    torch.manual_seed(0)
-    short = BertForMaskedLM(BertConfig(vocab_size=len(toy_tokenizer), hidden_size=32, num_hidden_layers=1,
-                                       num_attention_heads=2, intermediate_size=64,
-                                       max_position_embeddings=8)).eval()
+    short = tiny_mlm(vocab_size=len(toy_tokenizer), max_positions=8)
     text = "before we proceed any further , hear me [MASK] . you are all resolved rather to die"
     assert len(toy_tokenizer(text)["input_ids"]) > 8
     enc = bert._mask_inputs(short, toy_tokenizer, [text])
