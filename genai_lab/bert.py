@@ -670,7 +670,6 @@ def nsp_accuracy(model, pairs: dict[str, torch.Tensor], batch_size: int = 128) -
 
 
 # =========================================================================== fill-mask
-@torch.no_grad()
 def _mask_inputs(model, tokenizer, texts: Sequence[str], longest: int = 128) -> dict[str, torch.Tensor]:
     """Tokenise ``texts`` (one ``[MASK]`` each) for ``model``, padded: int64 (B, T) tensors.
 
@@ -696,6 +695,7 @@ def _mask_inputs(model, tokenizer, texts: Sequence[str], longest: int = 128) -> 
     return {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": torch.zeros_like(input_ids)}
 
 
+@torch.no_grad()
 def fill_mask(model, tokenizer, text: str, top_k: int = 5) -> list[tuple[str, float]]:
     """The ``top_k`` most probable tokens for the single ``[MASK]`` in ``text``.
 
