@@ -626,6 +626,9 @@ def bench_rnn(cfg) -> list[Metric]:
     memory = run_memory_experiment(cfg, progress=False)
     longest = max(memory["config"].distances)
     best_ngram = min(table.values())
+    # The recurrence's cost: 32x more positions means 32x more *sequential* LSTM steps, while
+    # attention's extra work is parallel matrix products.  A speed figure, so the bench reports it.
+    timing = time_sequence_layers([16, 512], d_model=128, batch_size=8, repeats=3, device=cfg.device)
     return [
         Metric("char_lstm_val_nats", m["val_nats"], higher_is_better=False,
                bar=ISSUE_BARS.get(cfg.profile), unit="nats/char"),
@@ -637,4 +640,7 @@ def bench_rnn(cfg) -> list[Metric]:
                unit="nats/char"),
         Metric(f"memory_lstm_acc_d{longest}", memory["accuracy"]["lstm"][longest]),
         Metric(f"memory_rnn_acc_d{longest}", memory["accuracy"]["rnn"][longest]),
+        Metric("lstm_time_ratio_T512_vs_T16", timing["lstm"][1] / timing["lstm"][0], unit="x"),
+        Metric("attention_time_ratio_T512_vs_T16", timing["attention"][1] / timing["attention"][0],
+               unit="x"),
     ]

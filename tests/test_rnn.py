@@ -128,10 +128,12 @@ def test_cosine_matrix_with_center():
         rnn.cosine_matrix(v, center=torch.zeros(3))
 
 
-def test_recurrence_time_grows_with_length():
-    t = rnn.time_sequence_layers([4, 512], d_model=32, batch_size=2, repeats=2)
-    assert set(t) == {"seq_lens", "lstm", "attention"}
-    assert t["lstm"][1] > 4 * t["lstm"][0]  # 128x more sequential steps
+def test_time_sequence_layers_contract():
+    # Only the contract: how the time grows with length is a speed figure, shown by the
+    # chapter and the bench, never asserted here (a loaded CI machine would fail it for nothing).
+    t = rnn.time_sequence_layers([4, 16], d_model=8, batch_size=2, repeats=1)
+    assert set(t) == {"seq_lens", "lstm", "attention"} and t["seq_lens"] == [4, 16]
+    assert all(len(t[k]) == 2 and all(0 < s < 60 for s in t[k]) for k in ("lstm", "attention"))
     with pytest.raises(ValueError, match="seq_lens"):
         rnn.time_sequence_layers([])
 
