@@ -628,7 +628,7 @@ def bench_rnn(cfg) -> list[Metric]:
     best_ngram = min(table.values())
     # The recurrence's cost: 32x more positions means 32x more *sequential* LSTM steps, while
     # attention's extra work is parallel matrix products.  A speed figure, so the bench reports it.
-    timing = time_sequence_layers([16, 512], d_model=128, batch_size=8, repeats=3, device=cfg.device)
+    timing = time_sequence_layers([16, 512], d_model=256, batch_size=8, repeats=3, device=cfg.device)
     return [
         Metric("char_lstm_val_nats", m["val_nats"], higher_is_better=False,
                bar=ISSUE_BARS.get(cfg.profile), unit="nats/char"),
