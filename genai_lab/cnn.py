@@ -220,14 +220,16 @@ def recipe_for(dataset: str, cfg) -> TrainRecipe:
     """Steps, batch size and learning rate for ``dataset`` at ``cfg``'s profile.
 
     digits (1,347 training images): ~40 epochs of batch 64 (seconds). Fashion-MNIST: smoke uses
-    the 6k subset, cpu/gpu all 60k images for up to ~8 epochs; the learning-rate schedule and the loop
-    stop at 270 s at the latest (the issue's budget is 5 minutes).
+    the 6k subset for 300 steps, cpu/gpu all 60k images for up to ~8 epochs; there the learning-rate
+    schedule and the loop stop at 270 s at the latest (the issue's budget is 5 minutes).
     """
     if _check_dataset(dataset) == "digits":
         return TrainRecipe(steps=cfg.pick(smoke=800, cpu=1500, gpu=1500), batch_size=64, lr=3e-3)
     return TrainRecipe(steps=cfg.pick(smoke=300, cpu=4000, gpu=6000),
                        batch_size=cfg.pick(smoke=64, cpu=128, gpu=128), lr=2e-3,
-                       max_seconds=cfg.pick(smoke=60.0, cpu=270.0, gpu=270.0))
+                       # smoke is bounded by its steps alone, so CI's figures never depend on
+                       # how loaded the machine is; cpu/gpu learners get a wall-clock budget.
+                       max_seconds=cfg.pick(smoke=None, cpu=270.0, gpu=270.0))
 
 
 def budget_cosine_schedule(optimizer, steps: int, max_seconds: float | None = None,
