@@ -1,5 +1,7 @@
 """Tests of genai_lab.rnn: the LSTM cell, the memory task, the char LSTM, ELMo vectors, timing."""
 
+import math
+
 import pytest
 import torch
 
@@ -133,7 +135,7 @@ def test_time_sequence_layers_contract():
     # chapter and the bench, never asserted here (a loaded CI machine would fail it for nothing).
     t = rnn.time_sequence_layers([4, 16], d_model=8, batch_size=2, repeats=1)
     assert set(t) == {"seq_lens", "lstm", "attention"} and t["seq_lens"] == [4, 16]
-    assert all(len(t[k]) == 2 and all(0 < s < 60 for s in t[k]) for k in ("lstm", "attention"))
+    assert all(len(t[k]) == 2 and all(math.isfinite(s) and s > 0 for s in t[k]) for k in ("lstm", "attention"))
     with pytest.raises(ValueError, match="seq_lens"):
         rnn.time_sequence_layers([])
 
