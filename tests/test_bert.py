@@ -41,10 +41,16 @@ def toy_tokenizer():
 
 
 # --------------------------------------------------------------------------- masking
-def test_mask_tokens_follows_the_bert_recipe_over_many_draws():
-    ids = bert_checks.toy_batch(rows=1000, length=64)
+def masked_toy_batch(rows: int, length: int, *, seed: int = 0, mask_seed: int = 0):
+    """A toy batch (ids 0-3 special, 4 = [MASK], vocabulary 100) and its BERT masking."""
+    ids = bert_checks.toy_batch(rows=rows, length=length, seed=seed)
     masked, labels = bert.mask_tokens(ids, mask_token_id=4, vocab_size=100, special_token_ids=(0, 1, 2, 3),
-                                      generator=torch.Generator().manual_seed(0))
+                                      generator=torch.Generator().manual_seed(mask_seed))
+    return ids, masked, labels
+
+
+def test_mask_tokens_follows_the_bert_recipe_over_many_draws():
+    ids, masked, labels = masked_toy_batch(1000, 64)
     stats = bert.masking_statistics(ids, masked, labels, mask_token_id=4, special_token_ids=(0, 1, 2, 3))
     # ~48k ordinary tokens → ~7.2k selected: binomial std of the shares is < 0.5 %
     assert abs(stats["selected"] - 0.15) < 0.006
@@ -112,9 +118,7 @@ def test_mask_tokens_rejects_bad_input(kwargs, word):
 
 def test_masked_lm_loss_matches_transformers_and_ignores_unlabelled_positions():
     model = tiny_mlm()
-    ids = bert_checks.toy_batch(rows=6, length=20, seed=1)
-    masked, labels = bert.mask_tokens(ids, mask_token_id=4, vocab_size=100, special_token_ids=(0, 1, 2, 3),
-                                      generator=torch.Generator().manual_seed(2))
+    _, masked, labels = masked_toy_batch(6, 20, seed=1, mask_seed=2)
     with torch.no_grad():
         out = model(input_ids=masked, labels=labels)
     assert torch.allclose(bert.masked_lm_loss(out.logits, labels), out.loss, atol=1e-6)
@@ -231,9 +235,7 @@ def test_fill_mask_items_hide_single_token_words(toy_tokenizer):
 
 def test_masked_token_accuracy_and_baseline_count_correctly():
     model = tiny_mlm()
-    ids = bert_checks.toy_batch(rows=20, length=16, seed=5)
-    masked, labels = bert.mask_tokens(ids, mask_token_id=4, vocab_size=100, special_token_ids=(0, 1, 2, 3),
-                                      generator=torch.Generator().manual_seed(0))
+    _, masked, labels = masked_toy_batch(20, 16, seed=5)
     with torch.no_grad():
         logits = model(input_ids=masked).logits
     where = labels != -100
