@@ -19,7 +19,13 @@ __version__ = "0.1.0"
 __all__ = ["setup", "current", "LabConfig", "__version__"]
 
 
+#: functions reached as ``gl.<name>`` without importing their module up front
+_LAZY_FUNCTIONS = {"claim": "claims"}
+
+
 def __getattr__(name: str):
+    if name in _LAZY_FUNCTIONS:
+        return getattr(importlib.import_module(f"{__name__}.{_LAZY_FUNCTIONS[name]}"), name)
     try:
         return importlib.import_module(f"{__name__}.{name}")
     except ModuleNotFoundError as exc:

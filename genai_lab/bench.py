@@ -104,14 +104,23 @@ def _store(profile: str, rows: list[dict]) -> None:
     path.write_text(json.dumps(kept + rows, indent=1))
 
 
-def run_chapter(chapter: str, cfg: LabConfig, *, store: bool = True) -> list[dict]:
+def run_chapter(chapter: str, cfg: LabConfig, *, store: bool = True, record: bool = False) -> list[dict]:
     """Run one chapter's reference experiment and return its rows (one per metric).
 
     With ``store`` the rows replace that chapter's earlier rows in ``<cache>/bench/<profile>.json``.
+    With ``record`` they also replace the chapter's entry in the committed results of the profile
+    (``genai_lab/results/<profile>.json``, see :mod:`genai_lab.results`), with their provenance.
     """
     entries = discover()
     if chapter not in entries:
         raise ValueError(f"chapter must be one of {sorted(entries)}, got {chapter!r}")
+    if record:
+        from . import results
+
+        if cfg.profile not in results.RECORDED_PROFILES:
+            raise ValueError(f"record: only the {results.RECORDED_PROFILES} profiles are recorded, "
+                             f"not {cfg.profile!r}")
+        prov = results.provenance(cfg)
     start = time.perf_counter()
     metrics = entries[chapter].fn(cfg)
     seconds = time.perf_counter() - start
@@ -123,18 +132,20 @@ def run_chapter(chapter: str, cfg: LabConfig, *, store: bool = True) -> list[dic
             for m in metrics]
     if store:
         _store(cfg.profile, rows)
+    if record:
+        results.record(cfg.profile, chapter, rows, prov, seconds)
     return rows
 
 
 def run(chapters: list[str] | None = None, cfg: LabConfig | None = None, *,
-        store: bool = True) -> list[dict]:
+        store: bool = True, record: bool = False) -> list[dict]:
     """Run the given chapters (all registered ones by default) and return the rows."""
     cfg = cfg or setup(verbose=False)
     entries = discover()
     names = list(chapters) if chapters else sorted(entries)
     rows: list[dict] = []
     for name in names:
-        rows += run_chapter(name, cfg, store=store)
+        rows += run_chapter(name, cfg, store=store, record=record)
     return rows
 
 

@@ -748,13 +748,15 @@ def compare_adaptation(cfg, dataset: str = "digits", *, shots_per_class: int = 1
     """
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     if not seeds:
         raise ValueError("seeds must not be empty")
     pretrained, _ = pretrained_on_classes(cfg, dataset, verbose=False)
     target = class_subset(load_images(dataset, cfg), TARGET_CLASSES)
     runs: dict[str, list[dict]] = {m: [] for m in ADAPT_METHODS}
     jobs = [(s, m) for s in seeds for m in ADAPT_METHODS]
-    for seed, method in tqdm(jobs, desc="adapting", disable=not progress, leave=False):
+    for seed, method in tqdm(jobs, desc="adapting", disable=not (progress and show_progress()), leave=False):
         small = few_shot(target, shots_per_class, seed=seed)
         r = adapt_few_shot(pretrained, small, method, steps=steps, seed=seed, device=cfg.device)
         runs[method].append(r)

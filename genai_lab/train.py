@@ -106,6 +106,8 @@ def train_loop(model, optimizer, batches: Iterable, loss_fn: Callable, steps: in
     import torch
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     if not isinstance(steps, int) or steps < 1:
         raise ValueError(f"steps must be a positive int, got {steps!r}")
     if eval_every is not None and (not isinstance(eval_every, int) or eval_every < 1):
@@ -115,7 +117,7 @@ def train_loop(model, optimizer, batches: Iterable, loss_fn: Callable, steps: in
     params = [p for g in optimizer.param_groups for p in g["params"]]
     it = iter(batches)
     start = time.perf_counter()
-    bar = tqdm(range(steps), desc=desc, disable=not progress, leave=False, mininterval=0.5)
+    bar = tqdm(range(steps), desc=desc, disable=not (progress and show_progress()), leave=False, mininterval=0.5)
 
     def run_eval(step):
         was_training = model.training
