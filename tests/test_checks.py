@@ -55,3 +55,87 @@ def test_bad_arguments():
         checks.check_function(3, [((1,), {}, 1)])
     with pytest.raises(ValueError, match="cases"):
         checks.check_function(_double, [])
+
+
+# --------------------------------------------------------------------------- classic mistakes are named
+def _wrong_attention(scale_by_sqrt_dk: bool, softmax_dim: int):
+    def attention(query, key, value, mask=None):
+        scores = query @ key.transpose(-2, -1)
+        if scale_by_sqrt_dk:
+            scores = scores / query.shape[-1] ** 0.5
+        weights = torch.softmax(scores, dim=softmax_dim)
+        return weights @ value, weights
+    return attention
+
+
+def test_attention_check_names_missing_scaling_and_wrong_softmax_axis(capsys):
+    from genai_lab.checks import attention as lab
+
+    assert lab.attention.check(_wrong_attention(True, -1)).passed
+    r = lab.attention.check(_wrong_attention(False, -1))
+    assert not r.passed and "not divided by √d_k" in r.message
+    r = lab.attention.check(_wrong_attention(True, -2))
+    assert not r.passed and "softmax runs over the queries" in r.message
+    r = lab.attention.check(lambda q, k, v, mask=None: (v[..., :q.shape[-2], :] * 0, None))
+    assert not r.passed and "looks like" not in r.message  # no diagnosis for an unrelated mistake
+
+
+def test_lstm_check_names_the_gate_order():
+    from genai_lab.checks import rnn as lab
+
+    def lstm_step_ifog(x, h, c, weight_ih, weight_hh, bias_ih, bias_hh):
+        i, f, o, g = (x @ weight_ih.T + bias_ih + h @ weight_hh.T + bias_hh).chunk(4, dim=1)
+        c_next = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+        return torch.sigmoid(o) * torch.tanh(c_next), c_next
+
+    r = lab.lstm_step.check(lstm_step_ifog)
+    assert not r.passed and "order i, f, o, g" in r.message and "i, f, g, o" in r.message
+
+
+def test_conv2d_check_names_a_flipped_kernel():
+    import torch.nn.functional as F
+
+    from genai_lab.checks import cnn as lab
+
+    def true_convolution(x, weight, bias=None, stride=1, padding=0):
+        return F.conv2d(x, weight.flip(-2, -1), bias, stride=stride, padding=padding)
+
+    r = lab.conv2d.check(true_convolution)
+    assert not r.passed and "kernel is flipped" in r.message
+
+
+def test_top_p_check_names_the_dropped_crossing_token():
+    from genai_lab.checks import gpt as lab
+
+    def top_p_inclusive(scores, p):
+        sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+        remove = sorted_scores.softmax(-1).cumsum(-1) >= p
+        remove[:, 0] = False
+        return scores.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+
+    r = lab.top_p.check(top_p_inclusive)
+    assert not r.passed and "running sum reach p" in r.message
+
+
+def test_temperature_and_similarity_checks_name_their_mistakes():
+    from genai_lab.checks import gan_clip, rnn
+
+    def power_t(probs, temperature):
+        powered = probs.double() ** temperature
+        return (powered / powered.sum()).to(probs.dtype)
+
+    r = rnn.apply_temperature.check(power_t)
+    assert not r.passed and "power T" in r.message
+    r = gan_clip.similarity_matrix.check(lambda image_emb, text_emb: image_emb @ text_emb.T)
+    assert not r.passed and "not normalised" in r.message
+
+
+def test_name_mistake_and_expect():
+    wrong = {"doubled": lambda: torch.tensor([2.0, 4.0]), "raises": lambda: 1 / 0}
+    assert checks.name_mistake(torch.tensor([2.0, 4.0]), wrong) == " — looks like: doubled"
+    assert checks.name_mistake(torch.tensor([0.0, 0.0]), wrong) == ""
+    compare = checks.expect(torch.tensor([1.0, 2.0]), wrong)
+    assert compare(torch.tensor([1.0, 2.0])) is None
+    assert compare(torch.tensor([2.0, 4.0])).endswith("looks like: doubled")
+    with pytest.raises(TypeError, match="mistakes"):
+        checks.name_mistake(1.0, [lambda: 1.0])

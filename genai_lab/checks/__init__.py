@@ -10,8 +10,17 @@ A lab exercise gives the learner a function to write and then calls a check::
 
 The check prints one line (✅ passed, ❌ what differed and by how much, or ⏳ not implemented
 yet) and records it.  :func:`summary` at the end of a lab lists all of them; with
-``GENAI_LAB_STRICT_CHECKS=1`` (how the test suite runs the solutions) it raises when any check
-did not pass.  Chapter-specific checks live in ``genai_lab/checks/<topic>.py``.
+``GENAI_LAB_STRICT_CHECKS=1`` (how the test suite runs the solved labs) it raises when any check
+did not pass.  Chapter-specific checks live in ``genai_lab/checks/<topic>.py``; each of those
+modules also names its lab's exercises as :class:`Exercise` objects, so a learner can ask for help::
+
+    from genai_lab.checks import rnn as lab
+    lab.lstm_step.check(lstm_step)    # the same check as lab.check_lstm_step(lstm_step)
+    lab.lstm_step.hint()              # a nudge in the right direction
+    lab.lstm_step.solution()          # the reference solution (genai_lab/solutions/rnn.py)
+
+When a wrong answer matches a classic mistake (e.g. attention without the 1/√d_k scaling), the
+check says so: see :func:`name_mistake`.
 """
 
 from __future__ import annotations
@@ -19,7 +28,7 @@ from __future__ import annotations
 import math
 import os
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
 
 PASSED, FAILED, TODO = "passed", "failed", "not implemented yet"
@@ -223,3 +232,93 @@ def summary(*, reset: bool = True) -> list[CheckResult]:
         raise AssertionError("strict checks: every exercise must pass "
                              f"({counts[FAILED]} failed, {counts[TODO]} not implemented)")
     return results
+
+
+# --------------------------------------------------------------------------- common mistakes
+def name_mistake(actual: Any, mistakes: dict[str, Callable[[], Any]], *, atol: float = 1e-5,
+                 rtol: float = 1e-5) -> str:
+    """Name the classic mistake whose result ``actual`` matches, or ``""`` when none does.
+
+    ``mistakes`` maps a description (``"the softmax is over the queries (dim=-2), not the keys"``)
+    to a function computing what that mistake returns on the same inputs.  Returns
+    ``" — looks like: <description>"`` for the first match, ready to append to a failure message.
+    A mistake whose computation raises is skipped.
+    """
+    if not isinstance(mistakes, dict):
+        raise TypeError(f"mistakes must be a dict of description -> callable, got {type(mistakes).__name__}")
+    for description, wrong in mistakes.items():
+        try:
+            wrong_value = wrong()
+        except Exception:  # noqa: BLE001 - a mistake that cannot be computed here cannot match
+            continue
+        if describe_difference(actual, wrong_value, atol=atol, rtol=rtol) is None:
+            return f" — looks like: {description}"
+    return ""
+
+
+def expect(expected: Any, mistakes: dict[str, Callable[[], Any]] | None = None, *, atol: float = 1e-5,
+           rtol: float = 1e-5, path: str = "result") -> Callable[[Any], str | None]:
+    """A comparison for :func:`check_function` cases that names a classic mistake when it sees one.
+
+    Returns ``compare(actual) -> None | message``: the difference from ``expected`` (as
+    :func:`describe_difference` says it), followed by :func:`name_mistake` of ``mistakes``.
+    """
+    def compare(actual: Any) -> str | None:
+        msg = describe_difference(actual, expected, atol=atol, rtol=rtol, path=path)
+        if msg and mistakes:
+            msg += name_mistake(actual, mistakes, atol=atol, rtol=rtol)
+        return msg
+
+    return compare
+
+
+# --------------------------------------------------------------------------- exercises
+@dataclass(frozen=True)
+class Exercise:
+    """One lab exercise: its check, a hint, and the reference solution, on demand.
+
+    ``topic`` names the lab (``genai_lab/solutions/<topic>.py`` holds the answers),
+    ``solution_names`` the functions/classes the learner writes in this exercise, ``check_fn`` the
+    check, ``hint_text`` a nudge that guides without giving the code away, and ``check_names`` the
+    lab's functions the check takes, in order (default: ``solution_names``; an exercise may also
+    check an earlier one's function, e.g. the masks run through the learner's attention).
+    """
+
+    topic: str
+    name: str
+    check_fn: Callable[..., CheckResult] = field(repr=False)
+    solution_names: tuple[str, ...]
+    hint_text: str = field(repr=False)
+    check_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.solution_names:
+            raise ValueError("solution_names must name at least one function or class")
+        if not self.check_names:
+            object.__setattr__(self, "check_names", tuple(self.solution_names))
+
+    def check(self, *fns: Any, **kwargs: Any) -> CheckResult:
+        """Run the exercise's check on the learner's function(s); prints and records one line."""
+        return self.check_fn(*fns, **kwargs)
+
+    def hint(self) -> None:
+        """Print the hint."""
+        import textwrap
+
+        print(textwrap.fill(f"💡 {self.name}: {self.hint_text}", width=100))
+
+    def solution_source(self) -> str:
+        """The reference code of this exercise, as written in ``genai_lab/solutions/<topic>.py``."""
+        from .. import solutions
+
+        return solutions.source(self.topic, self.solution_names)
+
+    def solution(self) -> None:
+        """Print the reference solution as a Markdown code block (try your own first!)."""
+        print(f"Reference solution of {self.name} (genai_lab/solutions/{self.topic}.py):\n"
+              f"```python\n{self.solution_source()}\n```")
+
+
+def exercises_of(module: Any) -> list[Exercise]:
+    """The :class:`Exercise` objects a checks module defines, in the order it defines them."""
+    return [v for v in vars(module).values() if isinstance(v, Exercise)]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 from typing import Callable
 
-from . import CheckResult, check_function, describe_difference, run_check
+from . import CheckResult, Exercise, check_function, describe_difference, expect, name_mistake, run_check
 
 
 def _randn(*shape, seed: int):
@@ -33,13 +33,31 @@ def _reference_attention(q, k, v, mask=None, is_causal=False):
     return out, weights
 
 
-def _compare_pair(actual, expected, what: str) -> str | None:
+def _attention_mistakes(q, k, v, mask=None) -> dict:
+    """What the two classic slips in scaled dot-product attention return on ``q, k, v``."""
+    import torch
+
+    def attend(scale: float, softmax_dim: int):
+        scores = q @ k.transpose(-2, -1) * scale
+        if mask is not None:
+            scores = scores.masked_fill(~mask, float("-inf"))
+        weights = torch.softmax(scores, dim=softmax_dim)
+        return weights @ v, weights
+
+    return {"the scores are not divided by √d_k (the scaling in softmax(QKᵀ/√d_k))":
+            lambda: attend(1.0, -1),
+            "the softmax runs over the queries (dim=-2); each query's weights must sum to 1 over the keys (dim=-1)":
+            lambda: attend(1 / math.sqrt(q.shape[-1]), -2)}
+
+
+def _compare_pair(actual, expected, what: str, mistakes: dict | None = None) -> str | None:
     if not isinstance(actual, (tuple, list)) or len(actual) != 2:
         return f"should return (output, weights), got {type(actual).__name__}"
     for name, a, e in zip(("output", "weights"), actual, expected):
         msg = describe_difference(a, e, atol=1e-5, rtol=1e-4, path=name)
         if msg:
-            return f"{what}: {msg}"
+            return f"{what}: {msg}" + (name_mistake(tuple(actual), mistakes, atol=1e-5, rtol=1e-4)
+                                       if mistakes else "")
     return None
 
 
@@ -49,8 +67,8 @@ def check_attention(fn: Callable) -> CheckResult:
     for i, (tq, tk, d, dv) in enumerate([(4, 4, 8, 8), (3, 6, 8, 5), (5, 2, 16, 4)]):
         q, k, v = _randn(2, tq, d, seed=i), _randn(2, tk, d, seed=10 + i), _randn(2, tk, dv, seed=20 + i)
         expected = _reference_attention(q, k, v)
-        cases.append(((q, k, v), {}, lambda actual, e=expected, s=(tq, tk): _compare_pair(
-            actual, e, f"T_q={s[0]}, T_k={s[1]}")))
+        cases.append(((q, k, v), {}, lambda actual, e=expected, s=(tq, tk), m=_attention_mistakes(q, k, v):
+                      _compare_pair(actual, e, f"T_q={s[0]}, T_k={s[1]}", m)))
     return check_function(fn, cases, name="scaled dot-product attention")
 
 
@@ -136,5 +154,49 @@ def check_sinusoidal(fn: Callable) -> CheckResult:
         pe[:, 1::2] = torch.cos(position * div_term)
         return pe
 
-    return check_function(fn, [((n, d), {}, reference(n, d)) for n, d in [(10, 4), (64, 32), (3, 128)]],
-                          name="sinusoidal positions", atol=1e-4, rtol=1e-4)
+    def swapped(n, d):
+        pe = reference(n, d)
+        return torch.stack([pe[:, 1::2], pe[:, 0::2]], dim=-1).reshape(n, d)
+
+    def per_column(n, d):  # exponent i/d with i the column, not the pair
+        angle = torch.arange(n)[:, None] * 10000.0 ** (-torch.arange(d) / d)
+        pe = torch.sin(angle)
+        pe[:, 1::2] = torch.cos(angle[:, 1::2])
+        return pe
+
+    cases = [((n, d), {}, expect(reference(n, d), {
+        "sin and cos are swapped: even columns take sin, odd columns cos": lambda n=n, d=d: swapped(n, d),
+        "each column has its own frequency; columns 2i and 2i+1 share 10000^(-2i/d)":
+        lambda n=n, d=d: per_column(n, d)}, atol=1e-4, rtol=1e-4)) for n, d in [(10, 4), (64, 32), (3, 128)]]
+    return check_function(fn, cases, name="sinusoidal positions")
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``attention.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/attention.py).
+attention = Exercise(
+    "attention", "attention", check_attention, ("attention",),
+    "a score compares one query with one key, so you need Q times K with its last two axes "
+    "swapped; divide by the square root of the key size (read it from a shape). Each query's "
+    "weights must sum to 1 over the keys: choose the softmax axis accordingly. Apply the mask to "
+    "the scores, before the softmax.")
+masks = Exercise(
+    "attention", "masks", check_masks, ("causal_mask", "padding_mask"),
+    "causal: start from an all-True (n, n) matrix and keep its lower triangle. Padding: compare a "
+    "row of positions 0..max_len-1 with a column of lengths; broadcasting gives the (B, max_len) "
+    "table.",
+    check_names=("attention", "causal_mask", "padding_mask"))
+split_merge = Exercise(
+    "attention", "split_merge", check_split_merge, ("split_heads", "merge_heads"),
+    "split: reshape the last axis into (heads, features per head), then swap the time and head "
+    "axes. Merge does the same two steps backwards; a transposed tensor needs reshape, not view.")
+multi_head = Exercise(
+    "attention", "multi_head", check_multi_head, ("multi_head_attention",),
+    "the stacked projection weights and biases cut into three equal parts (Q, K, V). Project x, "
+    "split into heads, call your attention with the padding mask shaped to broadcast over heads "
+    "and queries, merge, and finish with the output projection.")
+sinusoidal = Exercise(
+    "attention", "sinusoidal", check_sinusoidal, ("sinusoidal_positions",),
+    "there are dim/2 frequencies, one per (sin, cos) column pair; column pair i uses the exponent "
+    "2i/dim. An outer product of positions and frequencies gives every angle; write sin into the "
+    "even columns and cos into the odd ones with step-2 slices.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import run_check
+from . import Exercise, run_check
 
 # A toy vocabulary: ids 0..4 are [PAD], [UNK], [CLS], [SEP], [MASK]; 5..99 are ordinary tokens.
 PAD, UNK, CLS, SEP, MASK, VOCAB = 0, 1, 2, 3, 4, 100
@@ -175,3 +175,27 @@ def check_top_k_tokens(fn: Callable) -> object:
         return None
 
     return run_check("top_k_tokens (fill-mask probabilities)", body)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``mask_tokens.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/bert.py).
+mask_tokens = Exercise(
+    "bert", "mask_tokens", check_mask_tokens, ("mask_tokens",),
+    "build three boolean tables of shape (B, T): which tokens are special, which are selected "
+    "(one uniform draw per position against mlm_probability, never a special one), and, from a "
+    "second uniform draw, which selected tokens become [MASK] and which a random id. Random ids "
+    "come from the ordinary (non-special) ids only. Take every draw from generator.")
+nsp_pairs = Exercise(
+    "bert", "nsp_pairs", check_nsp_pairs, ("nsp_pairs",),
+    "first list every (document, sentence) position that has a next sentence, and pick among "
+    "those. For the NotNext case draw a document index that skips the current one (draw from one "
+    "fewer and shift).")
+masked_lm_loss = Exercise(
+    "bert", "masked_lm_loss", check_masked_lm_loss, ("masked_lm_loss",),
+    "F.cross_entropy wants the scores as (N, V) and the targets as (N,): flatten batch and time "
+    "together. It already knows how to skip a label value; look at its keyword arguments.")
+top_k_tokens = Exercise(
+    "bert", "top_k_tokens", check_top_k_tokens, ("top_k_tokens",),
+    "normalise over the whole vocabulary first, then take the k largest; the other order gives "
+    "probabilities that sum to 1 over k tokens only.")

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import check_function, run_check
+from . import Exercise, check_function, expect, run_check
 
 
 def _rand(*shape, seed: int):
@@ -41,8 +41,13 @@ def check_conv2d(fn: Callable, *, atol: float = 1e-5, **kw):
         x = _rand(2, c_in, size, size, seed=10 + i)
         w = _rand(c_out, c_in, k, k, seed=20 + i)
         b = _rand(c_out, seed=30 + i)
-        cases.append(((x, w, b), {"stride": s, "padding": p}, F.conv2d(x, w, b, stride=s, padding=p)))
-    return check_function(fn, cases, name="conv2d", atol=atol, rtol=atol, **kw)
+        mistakes = {"the kernel is flipped (a textbook convolution); F.conv2d slides it unflipped "
+                    "(a cross-correlation)": lambda x=x, w=w, b=b, s=s, p=p: F.conv2d(x, w.flip(-2, -1), b, stride=s,
+                                                                                      padding=p),
+                    "the bias is missing": lambda x=x, w=w, s=s, p=p: F.conv2d(x, w, None, stride=s, padding=p)}
+        cases.append(((x, w, b), {"stride": s, "padding": p},
+                      expect(F.conv2d(x, w, b, stride=s, padding=p), mistakes, atol=atol, rtol=atol)))
+    return check_function(fn, cases, name="conv2d", **kw)
 
 
 def check_max_pool2d(fn: Callable, **kw):
@@ -85,3 +90,32 @@ def check_receptive_field(fn: Callable, **kw):
               [(5, 2), (3, 2), (3, 1)], [(7, 2), (3, 2), (3, 1), (3, 1), (2, 2), (3, 1)]]
     return check_function(fn, [((s,), {}, receptive_field(s)) for s in stacks],
                           name="receptive field", **kw)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``output_size.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/cnn.py).
+output_size = Exercise(
+    "cnn", "output_size", check_output_size, ("output_size",),
+    "the formula in the task is all you need; Python's integer division // is the floor.")
+conv2d = Exercise(
+    "cnn", "conv2d", check_conv2d, ("conv2d",),
+    "pad first, compute H_out and W_out with your output_size formula, then loop over the k×k "
+    "kernel offsets only (not over output pixels). For one offset (u, v), a strided slice of the "
+    "padded input gives the pixel each output position sees there, for all positions at once; its "
+    "step is the stride. Mix its C_in channels with the kernel's (C_out, C_in) weights at that "
+    "offset (einsum or a matrix product) and accumulate. Do not flip the kernel: PyTorch's conv2d "
+    "is a cross-correlation.")
+max_pool2d = Exercise(
+    "cnn", "max_pool2d", check_max_pool2d, ("max_pool2d",),
+    "reuse the idea of conv2d: for each offset inside the window, slice the strided view of the "
+    "input, and keep a running elementwise maximum instead of a weighted sum. Remember the "
+    "default stride.")
+parameter_counts = Exercise(
+    "cnn", "parameter_counts", check_parameter_counts, ("conv_params", "dense_params"),
+    "list the tensors each layer owns (weight and bias) and multiply out their shapes. The image "
+    "size never enters the conv count.")
+receptive_field = Exercise(
+    "cnn", "receptive_field", check_receptive_field, ("receptive_field",),
+    "two running numbers and one loop over the layers; update r before j, since r uses the old "
+    "jump.")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import check_function, run_check, describe_difference
+from . import Exercise, check_function, describe_difference, expect, name_mistake, run_check
 
 
 def _ddpm(num_steps: int = 1000, schedule: str = "squaredcos_cap_v2", clip_sample: bool = True):
@@ -33,8 +33,12 @@ def check_add_noise(fn: Callable) -> object:
     noise = torch.randn((4, 1, 8, 8), generator=g)
     cases = []
     for t in (torch.tensor([0, 10, 500, 999]), torch.tensor([250, 250, 250, 250])):
-        cases.append(((x0, noise, t, sched.alphas_cumprod.clone()), {}, sched.add_noise(x0, noise, t)))
-    return check_function(fn, cases, name="add_noise", atol=1e-5)
+        a = sched.alphas_cumprod[t].reshape(-1, 1, 1, 1)
+        mistakes = {"the coefficients are ᾱ_t and 1 − ᾱ_t; they are their square roots":
+                    lambda a=a: a * x0 + (1 - a) * noise}
+        cases.append(((x0, noise, t, sched.alphas_cumprod.clone()), {},
+                      expect(sched.add_noise(x0, noise, t), mistakes, atol=1e-5)))
+    return check_function(fn, cases, name="add_noise")
 
 
 def check_ddpm_reverse_step(fn: Callable) -> object:
@@ -59,6 +63,10 @@ def check_ddpm_reverse_step(fn: Callable) -> object:
             for got, want, what in ((out[1], ref.pred_original_sample, "x0_pred"), (out[0], ref.prev_sample, "x_prev")):
                 msg = describe_difference(got, want, atol=1e-5, path=what)
                 if msg:
+                    if what == "x0_pred":
+                        a_t = sched.alphas_cumprod[t]
+                        unclipped = (x_t - (1 - a_t).sqrt() * eps) / a_t.sqrt()
+                        msg += name_mistake(got, {"x̂_0 is not clipped to [−1, 1]": lambda: unclipped}, atol=1e-5)
                     return f"at t={t}: {msg}"
         return None
 
@@ -100,3 +108,29 @@ def check_guidance(fn: Callable) -> object:
     cond, uncond = torch.randn((2, 1, 4, 4), generator=g), torch.randn((2, 1, 4, 4), generator=g)
     cases = [((cond, uncond, w), {}, classifier_free_guidance(cond, uncond, w)) for w in (0.0, 1.0, 3.0)]
     return check_function(fn, cases, name="classifier_free_guidance", atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``cosine_beta_schedule.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/diffusion.py).
+cosine_beta_schedule = Exercise(
+    "diffusion", "cosine_beta_schedule", check_cosine_beta_schedule, ("cosine_beta_schedule",),
+    "write ᾱ(s) as a small inner function, then build each β from two neighbouring values and cap "
+    "it; return float32.")
+add_noise = Exercise(
+    "diffusion", "add_noise", check_add_noise, ("add_noise",),
+    "index alphas_bar with t to get one value per image, give it singleton axes so it broadcasts "
+    "over (C, H, W), and remember the square roots: the two coefficients' squares add up to 1.")
+ddpm_reverse_step = Exercise(
+    "diffusion", "ddpm_reverse_step", check_ddpm_reverse_step, ("ddpm_reverse_step",),
+    "derive ᾱ from the betas with a cumulative product, handle t = 0 separately (ᾱ_prev = 1, no "
+    "noise) and follow the four steps in order; the clipping of x̂_0 happens before the posterior "
+    "mean uses it.")
+ddim_step = Exercise(
+    "diffusion", "ddim_step", check_ddim_step, ("ddim_step",),
+    "two lines: predict x̂_0 from x_t and ε̂, then re-noise it to the level of t_prev with the "
+    "same ε̂. The last step (t_prev = -1) uses ᾱ = 1.")
+guidance = Exercise(
+    "diffusion", "guidance", check_guidance, ("classifier_free_guidance",),
+    "start at the unconditional prediction and move w times along the direction towards the "
+    "conditional one.")

@@ -6,7 +6,7 @@ from __future__ import annotations
 import copy
 from typing import Callable
 
-from . import CheckResult, check_function, describe_difference, run_check
+from . import CheckResult, Exercise, check_function, describe_difference, expect, run_check
 
 
 def _embeddings(b: int, d: int, seed: int):
@@ -22,10 +22,10 @@ def check_similarity_matrix(fn: Callable) -> CheckResult:
 
     img, txt = _embeddings(5, 8, 0)
     img2, txt2 = _embeddings(7, 16, 1)
-    cases = [((img, txt), {}, similarity_matrix(img, txt)),
-             ((img2 * 3.0, txt2[:4]), {}, similarity_matrix(img2 * 3.0, txt2[:4])),
-             ((img, img), {}, similarity_matrix(img, img))]
-    return check_function(fn, cases, name="similarity_matrix", atol=1e-5)
+    mistake = "the embeddings are not normalised: that is the dot product, not the cosine"
+    cases = [((a, b), {}, expect(similarity_matrix(a, b), {mistake: lambda a=a, b=b: a @ b.T}, atol=1e-5))
+             for a, b in [(img, txt), (img2 * 3.0, txt2[:4]), (img, img)]]
+    return check_function(fn, cases, name="similarity_matrix")
 
 
 def check_contrastive_loss(fn: Callable) -> CheckResult:
@@ -152,3 +152,28 @@ def check_entropy_bits(fn: Callable) -> CheckResult:
         torch.tensor([10, 10, 10, 10]), torch.tensor([0, 0, 7, 0]),
         torch.tensor([120, 182, 52, 90, 111, 127, 89, 44, 77, 108]), torch.tensor([1, 3, 0, 4]))]
     return check_function(fn, cases, name="entropy_bits", atol=1e-6)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``similarity_matrix.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/gan_clip.py).
+similarity_matrix = Exercise(
+    "gan_clip", "similarity_matrix", check_similarity_matrix, ("similarity_matrix",),
+    "normalise each embedding to length 1 along the feature axis, then one matrix product gives "
+    "every pair's cosine; the text matrix needs transposing.")
+contrastive_loss = Exercise(
+    "gan_clip", "contrastive_loss", check_contrastive_loss, ("contrastive_loss",),
+    "pair i is the correct class of row i, so the targets are 0..B-1. Use the loss both ways: "
+    "images choosing texts (rows) and texts choosing images (the transposed logits), and average.")
+gan_losses = Exercise(
+    "gan_clip", "gan_losses", check_gan_losses, ("discriminator_loss", "generator_loss"),
+    "binary cross-entropy on logits with constant targets: build the target tensors with "
+    "full_like, zeros_like, ones_like. The generator wants its fakes called real.")
+gan_step = Exercise(
+    "gan_clip", "gan_step", check_gan_step, ("gan_training_step",),
+    "generate once. The discriminator must not push gradients into the generator (detach the "
+    "fakes for its update); the generator's update scores the fakes again with the updated "
+    "discriminator. Clear each optimiser's gradients before its backward.")
+entropy_bits = Exercise(
+    "gan_clip", "entropy_bits", check_entropy_bits, ("entropy_bits",),
+    "turn counts into probabilities, drop the zeros before taking the logarithm, and use base 2.")

@@ -7,7 +7,7 @@ logits processors and ``GPT2LMHeadModel.generate``).
 
 from __future__ import annotations
 
-from . import run_check
+from . import Exercise, run_check
 
 
 def _scores():
@@ -53,11 +53,24 @@ def check_top_p(fn) -> "CheckResult":  # noqa: F821
     """``fn(scores (B, V), p) -> scores`` keeping the smallest set of tokens with probability ≥ p."""
     from ..sampling import top_p_filter
 
+    def drops_crossing_token(scores, p):
+        """The classic slip: remove a token once the mass *including* it reaches p."""
+        import torch
+
+        sorted_scores, order = torch.sort(scores, descending=True, dim=-1)
+        remove = sorted_scores.softmax(-1).cumsum(-1) >= p
+        remove[:, 0] = False
+        return scores.masked_fill(remove.scatter(-1, order, remove), float("-inf"))
+
     def body():
         scores = _scores()
         for p in (0.1, 0.5, 0.9, 0.99):
-            msg = _compare_filtered(fn(scores.clone(), p), top_p_filter(scores, p))
+            actual = fn(scores.clone(), p)
+            msg = _compare_filtered(actual, top_p_filter(scores, p))
             if msg:
+                if _compare_filtered(actual, drops_crossing_token(scores, p)) is None:
+                    msg += (" — looks like: the token whose probability makes the running sum reach p was "
+                            "removed; it must stay (remove a token only when the mass *before* it reaches p)")
                 return f"p={p}: result {msg}"
         return None
 
@@ -117,3 +130,27 @@ def check_kv_cache_generation(fn) -> "CheckResult":  # noqa: F821
         return None
 
     return run_check("generation with a KV cache", body)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``top_k.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/gpt.py).
+top_k = Exercise(
+    "gpt", "top_k", check_top_k, ("top_k_filter",),
+    "find the k-th largest score of each row (torch.topk gives them sorted), then mask every "
+    "score strictly below it; keep the row dimension so it broadcasts.")
+top_p = Exercise(
+    "gpt", "top_p", check_top_p, ("top_p_filter",),
+    "sort each row, turn the sorted scores into probabilities and accumulate them. A token is "
+    "removed when the mass of the tokens before it already reaches p (subtract its own "
+    "probability from the running sum); then scatter the decision back to the original order.")
+temperature_sampling = Exercise(
+    "gpt", "temperature_sampling", check_temperature_sampling, ("sample_with_temperature",),
+    "scale, softmax over the vocabulary, one multinomial draw per row with the generator, then "
+    "drop the trailing axis of size 1.")
+kv_cache_generation = Exercise(
+    "gpt", "kv_cache_generation", check_kv_cache_generation, ("generate_with_kv_cache",),
+    "call the model on the whole prompt once; afterwards each call gets only the token you just "
+    "chose, shape (B, 1), plus the past_key_values of the previous output. The next token is the "
+    "argmax of the last position's logits. You need max_new_tokens tokens but one fewer model "
+    "call after the prompt.")

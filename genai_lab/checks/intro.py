@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from . import check_function
+from . import Exercise, check_function
 
 
 def check_matmul(fn):
@@ -52,3 +52,21 @@ def check_gflops(fn):
         return "gflops(1e9, 0.0) should raise ValueError (a time must be positive)"
 
     return run_check("gflops", body)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``matmul.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/intro.py).
+matmul = Exercise(
+    "intro", "matmul", check_matmul, ("matmul",),
+    "compare the number of columns of a with the number of rows of b first. Then build the result "
+    "row by row: entry (i, j) pairs row i of a with column j of b, multiplies the pairs and adds "
+    "them up.")
+matmul_flops = Exercise(
+    "intro", "matmul_flops", check_matmul_flops, ("matmul_flops",),
+    "count the outputs first (how many entries does an (n, m) result have?), then the "
+    "multiplications and additions one output needs.")
+gflops = Exercise(
+    "intro", "gflops", check_gflops, ("gflops",),
+    "operations per second is a division; 'giga' is a factor of a billion. Test the time before "
+    "you divide.")

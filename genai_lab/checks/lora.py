@@ -6,7 +6,7 @@ layer holding the same weights.
 
 from __future__ import annotations
 
-from . import run_check
+from . import Exercise, run_check
 
 
 def _base():
@@ -64,8 +64,12 @@ def check_lora_linear(cls) -> "CheckResult":  # noqa: F821
             ref.base_model.model.proj.lora_B["default"].weight.copy_(layer.lora_B)
             got, want = layer(x), ref(x)
         if not torch.allclose(got, want, atol=1e-5):
+            with torch.no_grad():
+                unscaled = layer.base(x) + x @ layer.lora_A.t() @ layer.lora_B.t()
+            why = (" — looks like: the update is not multiplied by scaling = alpha / r"
+                   if torch.allclose(got, unscaled, atol=1e-5) else " (is the update scaled by alpha / r?)")
             return (f"with the same A and B, the output differs from peft's LoRA layer by up to "
-                    f"{(got - want).abs().max():.3g} (is the update scaled by alpha / r?)")
+                    f"{(got - want).abs().max():.3g}{why}")
         return None
 
     return run_check("LoRALinear (vs peft)", body)
@@ -120,3 +124,22 @@ def check_count_trainable(fn) -> "CheckResult":  # noqa: F821
         return None
 
     return run_check("count trainable parameters", body)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``lora_linear.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/lora.py).
+lora_linear = Exercise(
+    "lora", "lora_linear", check_lora_linear, ("LoRALinear",),
+    "register A and B as nn.Parameter so they train and base's parameters stop requiring "
+    "gradients. The update goes through A first (in → r) then B (r → out), and is multiplied by "
+    "alpha / r; B starts at zero, so a new layer equals its base.")
+merge = Exercise(
+    "lora", "merge", check_merge, ("LoRALinear",),
+    "the update as one matrix is B @ A times the scaling, the same shape as base.weight. Change "
+    "the weight in place without recording gradients, and keep a flag so forward does not add the "
+    "update twice.")
+count_trainable = Exercise(
+    "lora", "count_trainable", check_count_trainable, ("count_trainable",),
+    "iterate over model.parameters() once (it yields a shared tensor once) and add up numel(), "
+    "all of them and those that require a gradient.")

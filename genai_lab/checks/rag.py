@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from . import CheckResult, check_function, describe_difference, run_check
+from . import CheckResult, Exercise, check_function, describe_difference, run_check
 
 _TEXT = ("Retrieval-augmented generation looks up documents first. "
          "Then the model answers with them in its prompt. ") * 3
@@ -47,6 +47,10 @@ def check_cosine_top_k(fn: Callable) -> CheckResult:
             msg = (describe_difference(torch.as_tensor(out[0]).long(), idx, path="indices")
                    or describe_difference(torch.as_tensor(out[1]).float(), vals, atol=1e-5, path="scores"))
             if msg:
+                dot = torch.topk(rows @ query, k)
+                same_indices = torch.equal(torch.as_tensor(out[0]).long(), dot.indices)
+                if same_indices and torch.allclose(torch.as_tensor(out[1]).float(), dot.values, atol=1e-4):
+                    msg += " — looks like: the dot product without dividing by the vector lengths (not the cosine)"
                 return f"case {i} (N={rows.shape[0]}, D={rows.shape[1]}, k={k}): {msg}"
         return None
 
@@ -97,3 +101,24 @@ def check_rrf(fn: Callable) -> CheckResult:
         return None
 
     return run_check("reciprocal_rank_fusion", body)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``chunker.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/rag.py).
+chunker = Exercise(
+    "rag", "chunker", check_chunker, ("chunk_with_overlap",),
+    "move a start index forward by size - overlap each time; stop once a window reaches the end "
+    "of the text. Try the example from the task by hand first.")
+cosine_top_k = Exercise(
+    "rag", "cosine_top_k", check_cosine_top_k, ("cosine_top_k",),
+    "divide the query and each row by their lengths, then one matrix-vector product gives every "
+    "cosine; torch.topk returns the best values and their indices.")
+recall_mrr = Exercise(
+    "rag", "recall_mrr", check_recall_mrr, ("recall_at_k", "mean_reciprocal_rank"),
+    "recall: sets make the overlap easy (repeats must not count twice). MRR: walk each retrieved "
+    "list with ranks starting at 1 and stop at the first gold source.")
+rrf = Exercise(
+    "rag", "rrf", check_rrf, ("reciprocal_rank_fusion",),
+    "accumulate scores in a dict keyed by item, one pass over each ranking with ranks from 1, "
+    "then sort the items by score, highest first.")

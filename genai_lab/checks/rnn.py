@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from . import CheckResult, check_function, describe_difference, run_check
+from . import CheckResult, Exercise, check_function, describe_difference, expect, name_mistake, run_check
 
 _TEXT = "to be, or not to be: that is the question.\nwhether 'tis nobler in the mind to suffer"
 
@@ -31,6 +31,13 @@ def check_lstm_step(fn) -> CheckResult:
         params = [p.detach() for p in (cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh)]
         cases.append(((x, h, c, *params), {}, expected))
 
+    def with_gate_order(args, order: str):
+        """The LSTM step with the four gate blocks read in ``order`` (PyTorch's is "ifgo")."""
+        x, h, c, w_ih, w_hh, b_ih, b_hh = args
+        blocks = dict(zip(order, (x @ w_ih.T + b_ih + h @ w_hh.T + b_hh).chunk(4, dim=1)))
+        c_next = torch.sigmoid(blocks["f"]) * c + torch.sigmoid(blocks["i"]) * torch.tanh(blocks["g"])
+        return torch.sigmoid(blocks["o"]) * torch.tanh(c_next), c_next
+
     def compare(case):
         args, _, expected = case
         actual = fn(*args)
@@ -39,7 +46,11 @@ def check_lstm_step(fn) -> CheckResult:
         for name, a, e in zip(("h_next", "c_next"), actual, expected):
             msg = describe_difference(a, e, atol=1e-5, rtol=0, path=name)
             if msg:
-                return msg + " (compare with torch.nn.LSTMCell on the same weights; gate order i, f, g, o)"
+                mistakes = {f"the gate blocks are read in the order {', '.join(order)}; PyTorch stacks "
+                            "them as i, f, g, o": (lambda order=order: with_gate_order(args, order))
+                            for order in ("ifog", "fiog", "figo", "igfo")}
+                return msg + (name_mistake(tuple(actual), mistakes, atol=1e-5, rtol=0)
+                              or " (compare with torch.nn.LSTMCell on the same weights; gate order i, f, g, o)")
         return None
 
     def body():
@@ -91,9 +102,11 @@ def check_apply_temperature(fn) -> CheckResult:
     probs = torch.tensor([0.5, 0.25, 0.15, 0.1, 0.0], dtype=torch.float64)
     g = torch.Generator().manual_seed(0)
     random_probs = torch.softmax(torch.randn(12, generator=g, dtype=torch.float64) * 2, -1)
-    cases = [((p, t), {}, apply_temperature(p, t))
+    mistake = "the probabilities are raised to the power T; the temperature divides the log-probabilities (power 1/T)"
+    cases = [((p, t), {}, expect(apply_temperature(p, t), {mistake: lambda p=p, t=t: apply_temperature(p, 1 / t)},
+                                 atol=1e-6))
              for p in (probs, random_probs) for t in (1.0, 0.5, 2.0, 0.1)]
-    return check_function(fn, cases, name="apply_temperature", atol=1e-6)
+    return check_function(fn, cases, name="apply_temperature")
 
 
 def check_sample_with_temperature(fn) -> CheckResult:
@@ -128,3 +141,29 @@ def check_sample_with_temperature(fn) -> CheckResult:
         return None
 
     return run_check("sample_with_temperature", body)
+
+
+# --------------------------------------------------------------------------- the lab's exercises
+# ``lstm_step.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
+# (genai_lab/solutions/rnn.py).
+lstm_step = Exercise(
+    "rnn", "lstm_step", check_lstm_step, ("lstm_step",),
+    "one affine map of x and one of h give all four gate pre-activations side by side, shape (B, "
+    "4H); cut them into four equal blocks along the feature axis in PyTorch's order input, "
+    "forget, cell, output. The cell candidate uses tanh, the three gates use the sigmoid.")
+count_bigrams = Exercise(
+    "rnn", "count_bigrams", check_count_bigrams, ("count_bigrams",),
+    "pair each character with the one after it (the text and the text shifted by one), and count "
+    "each pair in a nested dict; dict.setdefault or collections.Counter saves the bookkeeping.")
+add_k_prob = Exercise(
+    "rnn", "add_k_prob", check_add_k_prob, ("add_k_prob",),
+    "look up the counts after the context (an empty dict if never seen), add up their total, then "
+    "apply the formula; check that an unseen context comes out as 1/V.")
+apply_temperature = Exercise(
+    "rnn", "apply_temperature", check_apply_temperature, ("apply_temperature",),
+    "raise each probability to the power 1/T (not T), then renormalise. Compute in float64 and "
+    "return the input's dtype; a zero stays zero.")
+sample_with_temperature = Exercise(
+    "rnn", "sample_with_temperature", check_sample_with_temperature, ("sample_with_temperature",),
+    "reuse your apply_temperature, then let torch.multinomial draw with replacement; pass the "
+    "generator along so the draws repeat for the same seed.")

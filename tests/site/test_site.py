@@ -71,3 +71,34 @@ def test_page_renders_offline(page, browser):
         assert info["widgetsDrawn"] >= 1, f"{rel}: {info['widgetViews']} widget outputs but none rendered"
     if info["bertviz"]:
         assert info["bertvizDrawn"] == info["bertviz"], f"{rel}: bertviz views not drawn ({info})"
+
+
+def _solution_lines(topic: str) -> set[str]:
+    """Lines of the reference solutions' bodies (long enough to be unmistakable)."""
+    from genai_lab import solutions
+
+    lines = set()
+    for raw in solutions.module_source(topic).splitlines():
+        line = raw.strip()
+        if (raw.startswith((" ", "\t")) and len(line) >= 20 and not line.startswith(("def ", "class ", "#", '"""', "'''"))
+                and '"""' not in line):
+            lines.add(line)
+    return lines
+
+
+LAB_PAGES = sorted((SITE / "labs").glob("*.html")) if (SITE / "labs").is_dir() else []
+
+
+@pytest.mark.skipif(not LAB_PAGES, reason="site not built")
+@pytest.mark.parametrize("page", LAB_PAGES, ids=lambda p: p.name)
+def test_lab_pages_show_no_solution_source(page):
+    """The site's lab pages are the learner versions: no line of a reference solution appears."""
+    import html
+    import re
+
+    from genai_lab import labs
+
+    topic = labs.lab_topic(page.with_suffix(".ipynb").name)
+    text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
+    leaked = sorted(line for line in _solution_lines(topic) if line in text)
+    assert not leaked, f"{page.name} shows solution lines: {leaked[:3]}"

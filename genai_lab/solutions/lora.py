@@ -1,0 +1,54 @@
+"""Reference solutions of `labs/06_lora_lab.ipynb`: Lab 6. LoRA from scratch.
+
+Each function or class here is the answer to one exercise of the lab, with the same signature and
+docstring as the stub in the notebook.  ``genai_lab.checks.lora`` shows them on demand
+(``<exercise>.solution()``) and ``python -m genai_lab labs solved OUT`` writes them into the lab.
+"""
+
+import math
+
+import torch
+from torch import nn
+
+
+class LoRALinear(nn.Module):
+    """A frozen nn.Linear plus a trainable low-rank update (alpha / r) · B A. Input (..., in) → (..., out)."""
+
+    def __init__(self, base: nn.Linear, r: int = 4, alpha: float = 8.0):
+        """Freeze base; lora_A (r, in) Kaiming-uniform, lora_B (out, r) zeros; scaling = alpha / r; merged = False."""
+        super().__init__()
+        self.base, self.r, self.alpha = base, r, alpha
+        self.scaling = alpha / r
+        for p in self.base.parameters():
+            p.requires_grad_(False)
+        self.lora_A = nn.Parameter(torch.empty(r, base.in_features))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, r))
+        nn.init.kaiming_uniform_(self.lora_A, a=math.sqrt(5))
+        self.merged = False
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """base(x) + scaling · x Aᵀ Bᵀ (just base(x) once merged)."""
+        y = self.base(x)
+        if self.merged:
+            return y
+        return y + (x @ self.lora_A.t() @ self.lora_B.t()) * self.scaling
+
+    @torch.no_grad()
+    def merge(self) -> None:
+        """W ← W + scaling · B A."""
+        if not self.merged:
+            self.base.weight += self.scaling * self.lora_B @ self.lora_A
+            self.merged = True
+
+    @torch.no_grad()
+    def unmerge(self) -> None:
+        """W ← W − scaling · B A."""
+        if self.merged:
+            self.base.weight -= self.scaling * self.lora_B @ self.lora_A
+            self.merged = False
+
+
+def count_trainable(model: nn.Module) -> tuple[int, int]:
+    """(trainable, total) parameter counts of model."""
+    params = list(model.parameters())
+    return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
