@@ -13,7 +13,7 @@ import platform
 import sys
 
 #: modules that add sub-commands: each defines ``add_cli(subparsers)``; missing ones are skipped.
-EXTRA_COMMANDS = ("genai_lab.rag.cli",)
+EXTRA_COMMANDS = ("genai_lab.rag.cli", "genai_lab.glossary")
 
 
 def _versions() -> dict[str, str]:
@@ -81,7 +81,7 @@ def cmd_bench(args) -> int:
             print(f"error: --chapter {unknown[0]!r} is not registered; choose from {sorted(entries)}",
                   file=sys.stderr)
             return 2
-    rows = bench.run(chapters, cfg)
+    rows = bench.run(chapters, cfg, record=args.record)
     if args.json:
         print(json.dumps(rows, indent=1))
     else:
@@ -92,7 +92,8 @@ def cmd_bench(args) -> int:
 def cmd_labs(args) -> int:
     from . import labs
 
-    written = labs.write_student_versions(args.outdir, args.notebooks or None)
+    write = labs.write_solved_versions if args.labs_command == "solved" else labs.write_student_versions
+    written = write(args.outdir, args.notebooks or None)
     for p in written:
         print(f"wrote {p}")
     return 0
@@ -110,10 +111,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--profile", choices=("smoke", "cpu", "gpu"), help="override GENAI_LAB_PROFILE")
     p.add_argument("--json", action="store_true", help="print a JSON list, one object per metric")
     p.add_argument("--strict", action="store_true", help="exit 1 when a metric misses its bar")
+    p.add_argument("--record", action="store_true",
+                   help="merge the rows into the committed results of the profile "
+                        "(genai_lab/results/<profile>.json, cpu or gpu) with their provenance")
     p.set_defaults(func=cmd_bench)
     p = sub.add_parser("labs", help="lab notebooks")
     labs_sub = p.add_subparsers(dest="labs_command", required=True)
-    s = labs_sub.add_parser("student", help="write learner versions (solutions replaced by stubs)")
+    s = labs_sub.add_parser("solved", help="write the labs with the stubs replaced by the reference "
+                                           "solutions (genai_lab/solutions), e.g. to run them strict")
+    s.add_argument("outdir", help="folder to write the notebooks into")
+    s.add_argument("notebooks", nargs="*", help="lab notebooks (default: all of labs/)")
+    s.set_defaults(func=cmd_labs)
+    s = labs_sub.add_parser("student", help="write fresh learner copies of the labs (as shipped, outputs cleared)")
     s.add_argument("outdir", help="folder to write the notebooks into")
     s.add_argument("notebooks", nargs="*", help="lab notebooks (default: all of labs/)")
     s.set_defaults(func=cmd_labs)
