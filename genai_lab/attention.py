@@ -639,6 +639,13 @@ def bench_attention(cfg) -> list[Metric]:
     prev = next(r for r in best_heads(scores) if r["pattern"] == "previous token")
     on_cpu = torch.device(cfg.device).type == "cpu"  # a GPU needs long sequences to be busy
     cost = attention_cost([256, 512, 1024] if on_cpu else [4096, 8192, 16384], repeats=2, device=cfg.device)
+    # part 2's comparison of positional encodings (same short budget as the notebook; cached checkpoints)
+    short_steps = cfg.pick(smoke=250, cpu=600, gpu=1000)
+    short_match = {kind: transformer.train_reversal(cfg, positions=kind, steps=short_steps, verbose=False)[1]
+                   ["metrics"]["test_exact_match"] for kind in ("sinusoidal", "learned", "none")}
+    # part 2's price of the recurrence: LSTM vs the same LSTM with its chain cut, at the longest length
+    longest = rnn_vs_attention_step([256] if on_cpu else [2048], dim=64 if on_cpu else 256,
+                                    batch=16 if on_cpu else 64, repeats=2, device=cfg.device)[-1]
     return [
         Metric("sdpa_max_abs_diff_vs_torch", float((ours - ref).abs().max()), False, bar=1e-5),
         Metric("mha_max_abs_diff_vs_torch", float((our_mha - ref_mha).abs().max()), False, bar=1e-5),
@@ -650,6 +657,13 @@ def bench_attention(cfg) -> list[Metric]:
         Metric("minilm_previous_token_vs_uniform", prev["ratio"], True, bar=None, unit="x"),
         Metric("attention_time_loglog_slope", loglog_slope([r["seq_len"] for r in cost],
                                                            [r["seconds"] for r in cost]), True, bar=None),
+        Metric("reversal_sinusoidal_short_exact_match", short_match["sinusoidal"], True, bar=None),
+        Metric("reversal_learned_short_exact_match", short_match["learned"], True, bar=None),
+        Metric("reversal_no_positions_short_exact_match", short_match["none"], False, bar=None),
+        Metric("recurrence_cost_ratio_longest", longest["rnn_seconds"] / longest["rnn_unchained_seconds"],
+               True, bar=None, unit="x"),
+        Metric("lstm_vs_attention_step_ratio_longest", longest["rnn_seconds"] / longest["attention_seconds"],
+               True, bar=None, unit="x"),
     ]
 
 

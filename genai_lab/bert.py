@@ -1125,14 +1125,18 @@ def bench_bert(cfg: LabConfig) -> list[Metric]:
     items = fill_mask_items(val_text.splitlines(), [tokenizer, mini_tok], cfg.pick(smoke=200, cpu=1000, gpu=1000))
     fm_scratch = fill_mask_accuracy(mlm, tokenizer, items)
     fm_mini = fill_mask_accuracy(mini_mlm, mini_tok, items)
+    answers = [item.answer for item in items]
+    most_common_share = max(answers.count(a) for a in set(answers)) / len(answers)  # always guess one word
     metrics = [
         Metric("mlm_top1", m["top1"]), Metric("mlm_top5", m["top5"]),
         Metric("mlm_most_frequent_baseline", m["baseline_top1"]),
         Metric("mlm_top1_over_baseline", ratio, bar=cfg.pick(smoke=2.0, cpu=2.0, gpu=2.0), unit="x"),
-        Metric("nsp_accuracy", n["nsp_accuracy"]), Metric("nsp_model_mlm_top1", n["top1"]),
+        Metric("nsp_accuracy", n["nsp_accuracy"]), Metric("nsp_chance", n["nsp_majority"]),
+        Metric("nsp_model_mlm_top1", n["top1"]),
         Metric("minilm_head_mlm_top1", mini_meta["metrics"]["top1"]),
         Metric("fill_mask_word_top1_scratch", fm_scratch["top1"]),
         Metric("fill_mask_word_top1_minilm_head", fm_mini["top1"]),
+        Metric("fill_mask_word_top1_most_common", most_common_share),
     ]
     if cfg.profile == "gpu":
         real = bert_base_masked_lm(cfg.device)

@@ -317,6 +317,8 @@ def train_gan(gan: GAN, images: "torch.Tensor", *, device=None, progress: bool =
     import torch
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     from .train import infinite_batches
 
     if not isinstance(gan, GAN):
@@ -338,7 +340,7 @@ def train_gan(gan: GAN, images: "torch.Tensor", *, device=None, progress: bool =
     window = {k: 0.0 for k in curves}
     start = time.perf_counter()
     bar = tqdm(range(c.steps), desc="GAN" + (" + minibatch std" if c.minibatch_std else ""),
-               leave=False, mininterval=0.5, disable=not progress)
+               leave=False, mininterval=0.5, disable=not (progress and show_progress()))
     for step in bar:
         (real,) = next(batches)
         z = torch.randn(len(real), c.latent_dim, generator=gen)
@@ -509,6 +511,8 @@ def train_text_gan(model: TextConditionedGAN, images: "torch.Tensor", labels: "t
     import torch
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     from .train import infinite_batches
 
     if not isinstance(model, TextConditionedGAN):
@@ -530,7 +534,7 @@ def train_text_gan(model: TextConditionedGAN, images: "torch.Tensor", labels: "t
     start = time.perf_counter()
     batches = infinite_batches(images, labels, batch_size=batch_size, generator=gen)
     for step in tqdm(range(steps), desc="text-conditioned GAN", leave=False, mininterval=0.5,
-                     disable=not progress):
+                     disable=not (progress and show_progress())):
         real, y = next(batches)
         cond = bank[offsets[y] + (torch.rand(len(y), generator=gen) * sizes[y]).long()].to(device)
         z = torch.randn(len(y), model.generator.latent_dim, generator=gen).to(device)
@@ -553,6 +557,12 @@ def train_text_gan(model: TextConditionedGAN, images: "torch.Tensor", labels: "t
 # --------------------------------------------------------------------------- measuring diversity
 def predict_classes(classifier, images: "torch.Tensor", *, batch_size: int = 500) -> "torch.Tensor":
     """The classifier's label for each of ``images`` (``(N, 1, H, W)`` in ``[0, 1]``): ``(N,)`` int64."""
+    return class_probabilities(classifier, images, batch_size=batch_size).argmax(-1)
+
+
+def class_probabilities(classifier, images: "torch.Tensor", *, batch_size: int = 500) -> "torch.Tensor":
+    """The classifier's softmax over classes for each of ``images`` (``(N, 1, H, W)`` in ``[0, 1]``):
+    ``(N, classes)`` float32 on the CPU."""
     import torch
 
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
@@ -564,7 +574,7 @@ def predict_classes(classifier, images: "torch.Tensor", *, batch_size: int = 500
     was_training = classifier.training
     classifier.eval()
     with torch.no_grad():
-        preds = [classifier(images[s:s + batch_size].to(device)).argmax(-1).cpu()
+        preds = [classifier(images[s:s + batch_size].to(device)).softmax(-1).float().cpu()
                  for s in range(0, len(images), batch_size)]
     classifier.train(was_training)
     return torch.cat(preds)
@@ -593,7 +603,7 @@ def entropy_bits(counts) -> float:
         raise ValueError("counts must be non-negative with a positive total")
     p = counts / counts.sum()
     p = p[p > 0]
-    return float(-(p * p.log2()).sum())
+    return float(-(p * p.log2()).sum()) + 0.0  # + 0.0 turns the -0.0 of a single class into 0.0
 
 
 def diversity_report(classifier, images: "torch.Tensor", n_classes: int = 10) -> dict[str, Any]:
@@ -603,18 +613,24 @@ def diversity_report(classifier, images: "torch.Tensor", n_classes: int = 10) ->
     ``top_class_share``, ``classes_covered`` (classes with at least 2 % of the samples) and
     ``within_class_distance``: the mean L2 distance between two samples given the same class
     (:func:`genai_lab.diffusion.quality.diversity`), which falls towards 0 when a generator
-    repeats one image per class.
+    repeats one image per class; and ``mean_confidence``: the classifier's mean probability for
+    the class it chose.  A histogram alone cannot tell a real digit from a blob the classifier
+    happens to call a "5"; a low confidence is the warning sign.
     """
+    import torch
+
     from .diffusion.quality import diversity
 
-    labels = predict_classes(classifier, images)
-    counts = __import__("torch").bincount(labels, minlength=n_classes)[:n_classes]
+    probs = class_probabilities(classifier, images)
+    confidence, labels = probs.max(-1)
+    counts = torch.bincount(labels, minlength=n_classes)[:n_classes]
     share = counts.double() / counts.sum()
     return {"counts": counts.tolist(), "entropy_bits": round(entropy_bits(counts), 4),
             "max_entropy_bits": round(math.log2(n_classes), 4),
             "top_class_share": round(float(share.max()), 4),
             "classes_covered": int((share >= 0.02).sum()),
-            "within_class_distance": round(diversity(images, labels)["pairwise_distance"], 4)}
+            "within_class_distance": round(diversity(images, labels)["pairwise_distance"], 4),
+            "mean_confidence": round(float(confidence.mean()), 4)}
 
 
 # --------------------------------------------------------------------------- pictures
@@ -714,7 +730,7 @@ def diffusion_samples(cfg, n: int, *, seed: int = 0, steps: int | None = None) -
     if not isinstance(n, int) or isinstance(n, bool) or n < 1:
         raise ValueError(f"n must be a positive int, got {n!r}")
     steps = steps or cfg.pick(smoke=25, cpu=50, gpu=50)
-    model, _meta = trained_ddpm(cfg, dataset="digits", progress=False)
+    model, _meta = trained_ddpm(cfg, dataset="digits", progress=False, verbose=False)
     gen = torch.Generator().manual_seed(seed)
     return sample_class_conditional(model, torch.zeros(n, dtype=torch.long), steps=steps,
                                     guidance_scale=0.0, generator=gen)

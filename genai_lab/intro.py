@@ -87,9 +87,15 @@ def python_loop_gflops(n: int = 48) -> float:
 
 @register("intro", "matrix multiply throughput: Python loops vs torch on CPU (and GPU)")
 def bench_intro(cfg) -> list[Metric]:
+    import os
+
     n = cfg.pick(smoke=512, cpu=1024, gpu=4096)
     metrics = [Metric("python_loop_gflops", python_loop_gflops(48), unit="GFLOP/s"),
-               Metric("cpu_matmul_gflops", matmul_gflops(n, device="cpu"), unit="GFLOP/s")]
+               Metric("cpu_matmul_gflops", matmul_gflops(n, device="cpu"), unit="GFLOP/s"),
+               # the introduction's claim: all cores beat one core on a 1024 x 1024 product
+               Metric("cpu_matmul_gflops_1thread_n1024", matmul_gflops(1024, threads=1), unit="GFLOP/s"),
+               Metric("cpu_matmul_gflops_all_threads_n1024",
+                      matmul_gflops(1024, threads=os.cpu_count() or 1), unit="GFLOP/s")]
     if cfg.on_gpu:
         metrics.append(Metric("gpu_matmul_gflops", matmul_gflops(n, device=cfg.device), unit="GFLOP/s"))
     return metrics
@@ -99,49 +105,66 @@ def plot_gpt_scale(ax=None):
     """Parameters of GPT-1 → GPT-3 on a log axis (GPT-4/4o: undisclosed, marked as such)."""
     import matplotlib.pyplot as plt
 
+    from .viz import plain_log_axis
+
     if ax is None:
-        _, ax = plt.subplots(figsize=(6, 4))
+        _, ax = plt.subplots(figsize=(6.5, 4))
     known = [m for m in GPT_SCALE if m.parameters]
     ax.semilogy([m.year for m in known], [m.parameters for m in known], "o-")
     for m in known:
         ax.annotate(f"{m.name}\n{m.parameters / 1e9:g}B, {m.layers} layers", (m.year, m.parameters),
-                    textcoords="offset points", xytext=(8, -12), fontsize=8)
-    for m in GPT_SCALE:
-        if not m.parameters:
-            ax.axvline(m.year, ls=":", color="grey")
-            ax.text(m.year, known[-1].parameters, f" {m.name}\n (size undisclosed)", fontsize=8,
-                    va="top", color="grey")
+                    textcoords="offset points", xytext=(8, 4), fontsize=8, va="bottom")
+    undisclosed = [m for m in GPT_SCALE if not m.parameters]
+    for i, m in enumerate(undisclosed):
+        ax.axvline(m.year, ls=":", color="grey")
+        # staggered heights, so neighbouring years' labels do not overlap
+        ax.text(m.year, known[0].parameters * 10 ** (1.2 * i), f" {m.name}\n size\n undisclosed",
+                fontsize=8, va="bottom", color="grey")
     ax.set(title="GPT model size by year (published figures)", xlabel="year",
-           ylabel="parameters (log scale)", xlim=(2017.5, 2025))
+           ylabel="parameters (log scale)", xlim=(2017.5, 2025.6), ylim=(3e7, 3e12))
+    plain_log_axis(ax, "y")
+    ax.yaxis.set_major_formatter(plt.FuncFormatter(_parameters_label))
     return ax
 
 
-#: (name, what it generates, how it samples, strengths, weaknesses): the map drawn below.
+def _parameters_label(value, _pos=None) -> str:
+    """Tick label for a parameter count: 100M, 1B, 10B, 1T."""
+    for size, unit in ((1e12, "T"), (1e9, "B"), (1e6, "M")):
+        if value >= size:
+            return f"{value / size:g}{unit}"
+    return f"{value:g}"
+
+
+#: (name, what it generates, how it samples, strengths, weaknesses, chapter): the map drawn below.
 GENERATIVE_FAMILIES = (
-    ("GAN", "images", "one generator pass", "fast, sharp samples", "mode collapse, unstable training", 7),
-    ("Diffusion", "images, audio, video", "many denoising steps from noise", "diverse, high quality",
+    ("GAN", "images", "one pass of a generator", "fast, sharp samples", "mode collapse, unstable training", 8),
+    ("Diffusion", "images, audio, video", "removing noise over many steps", "diverse, high quality",
      "slow, compute-heavy sampling", 7),
-    ("Transformer LLM", "text, code (any tokens)", "one token at a time", "general, promptable",
+    ("Transformer LLM", "text, code (any tokens)", "predicting one token at a time", "general, promptable",
      "hallucination, cost per token", 5),
-    ("CLIP", "(nothing: it scores)", "embeds text and images in one space", "zero-shot matching",
+    ("CLIP", "(nothing: it scores)", "embedding text and images together", "zero-shot matching",
      "not generative by itself", 8),
 )
 
 
 def plot_generative_families(ax=None):
-    """A qualitative map: sampling speed vs diversity of the four families (measured in ch. 5–8)."""
+    """A qualitative map: sampling speed vs diversity of the families that sample (measured in ch. 5–8).
+
+    CLIP samples nothing (it scores text against images), so it has no place on this plane.
+    """
     import matplotlib.pyplot as plt
 
     if ax is None:
-        _, ax = plt.subplots(figsize=(6.5, 4.5))
+        _, ax = plt.subplots(figsize=(7, 4.5))
     # Qualitative positions (0..1): how fast one sample is, how varied the samples are.
-    where = {"GAN": (0.9, 0.3), "Diffusion": (0.15, 0.9), "Transformer LLM": (0.45, 0.75),
-             "CLIP": (0.8, 0.05)}
+    where = {"GAN": (0.95, 0.15), "Diffusion": (0.1, 0.85), "Transformer LLM": (0.4, 0.5)}
     for name, media, how, good, bad, _ in GENERATIVE_FAMILIES:
+        if name not in where:
+            continue
         x, y = where[name]
         ax.scatter([x], [y], s=200)
         ax.annotate(f"{name}\n{media}\n+ {good}\n− {bad}", (x, y), textcoords="offset points",
-                    xytext=(8, 6), fontsize=7.5)
-    ax.set(title="Generative families (qualitative map)", xlabel="sampling speed →",
-           ylabel="diversity of samples →", xlim=(0, 1.45), ylim=(-0.1, 1.2), xticks=[], yticks=[])
+                    xytext=(10, -6), fontsize=7.5, va="top")
+    ax.set(title="Generative families that sample (qualitative map)", xlabel="sampling speed →",
+           ylabel="diversity of samples →", xlim=(0, 1.45), ylim=(-0.25, 1.1), xticks=[], yticks=[])
     return ax

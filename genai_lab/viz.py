@@ -28,6 +28,30 @@ def _axes(ax, figsize=(6, 4)):
     return ax
 
 
+def plain_log_axis(ax, which: str = "both"):
+    """Make the log axes of ``ax`` read as plain numbers (``0.5, 1, 2, 5``), not ``2×10⁰``.
+
+    ``which``: ``"x"``, ``"y"`` or ``"both"`` (only axes whose scale is log are changed).
+    Returns ``ax``.
+    """
+    from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
+
+    if which not in ("x", "y", "both"):
+        raise ValueError(f"which must be 'x', 'y' or 'both', got {which!r}")
+    plain = FuncFormatter(lambda value, _pos: f"{value:,.10g}")
+    for name in ("x", "y") if which == "both" else (which,):
+        axis = getattr(ax, f"{name}axis")
+        if getattr(ax, f"get_{name}scale")() != "log":
+            continue
+        low, high = sorted(getattr(ax, f"get_{name}lim")())
+        decades = high / low if low > 0 else 1e9
+        # few decades: label 1-2-5 ticks as well, else powers of ten only
+        axis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 1e3 else (1.0,)))
+        axis.set_major_formatter(plain)
+        axis.set_minor_formatter(NullFormatter())
+    return ax
+
+
 def plot_history(history, ax=None, title: str = "Training loss",
                  eval_names: Sequence[str] | None = None):
     """Training loss per step (light) with a moving average, plus any evaluation curves."""
@@ -68,12 +92,17 @@ def show_images(images, labels: Sequence[str] | None = None, *, ncols: int = 8,
     n = len(arr)
     ncols = max(1, min(ncols, n))
     nrows = (n + ncols - 1) // ncols
-    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows + (0.4 if title else 0)),
+    # room for each row's image titles (8 pt, ~0.18 in a line), so they never run into the row above
+    label_lines = max((str(lab).count("\n") + 1 for lab in labels), default=0) if labels is not None else 0
+    title_lines = title.count("\n") + 1 if title else 0
+    fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, (size + 0.18 * label_lines) * nrows
+                                                    + 0.3 * title_lines + (0.1 if title else 0)),
                              squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.axis("off")
         if i < n:
             ax.imshow(np.clip(arr[i], 0, 1), cmap=cmap, vmin=0, vmax=1)
+            ax.set(xticks=[], yticks=[])  # hidden anyway; without them no invisible tick sits under a title
             if labels is not None:
                 ax.set_title(str(labels[i]), fontsize=8)
     if title:

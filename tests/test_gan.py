@@ -117,6 +117,12 @@ def test_entropy_histogram_and_report():
     report = gan.diversity_report(Brightness(), images, 3)
     assert report["classes_covered"] == 2 and report["top_class_share"] == pytest.approx(5 / 8)
     assert report["within_class_distance"] == 0.0  # every "bright" image is the same image
+    probs = gan.class_probabilities(Brightness(), images)
+    assert probs.shape == (8, 3) and torch.allclose(probs.sum(-1), torch.ones(8))
+    sure = math.exp(0.5) / (math.exp(0.5) + math.exp(-0.5) + math.exp(-9))  # the chosen class's probability
+    assert report["mean_confidence"] == pytest.approx(sure, abs=1e-4)
+    with pytest.raises(ValueError, match="images"):
+        gan.class_probabilities(Brightness(), torch.zeros(0, 1, 8, 8))
 
 
 def test_sampling_is_seeded():
