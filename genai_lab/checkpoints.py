@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 from typing import Callable
 
-from .config import LabConfig, cache_dir
+from .config import LabConfig, cache_dir, say
 
 
 def checkpoint_path(name: str, profile: str, config: dict) -> Path:
@@ -52,7 +52,7 @@ def load_or_train(name: str, cfg: LabConfig, config: dict, build: Callable[[], "
         load_model(model, str(path), device="cpu")
         meta = json.loads(meta_path.read_text())
         if verbose:
-            print(f"[genai_lab] loaded cached {name} ({cfg.profile}) from {path.name}")
+            say(f"[genai_lab] loaded cached {name} ({cfg.profile}) from {path.name}")
         return model.to(cfg.device).eval(), meta
     model.to(cfg.device)
     start = time.perf_counter()

@@ -34,13 +34,65 @@ def cache_dir() -> Path:
     """
     root = os.environ.get("GENAI_LAB_DATA")
     path = Path(root).expanduser() if root else REPO_ROOT / "data" / "cache"
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ValueError(_data_dir_problem(path, exc)) from None
+    return path
+
+
+def _data_dir_problem(path: Path, exc: OSError) -> str:
+    reason = exc.strerror or type(exc).__name__
+    if os.environ.get("GENAI_LAB_DATA"):
+        return (f"GENAI_LAB_DATA={os.environ['GENAI_LAB_DATA']!r} is not a writable folder ({reason}): "
+                "set GENAI_LAB_DATA to a folder you can write, or unset it to use data/cache")
+    return f"the data cache {str(path)!r} is not a writable folder ({reason}): set GENAI_LAB_DATA to one that is"
+
+
+def check_data_dir() -> Path:
+    """:func:`cache_dir`, checked to be a folder this process can write (a file is created and removed).
+
+    Raises:
+        ValueError: one line naming ``GENAI_LAB_DATA`` and the reason (read-only, a file, …).
+    """
+    import tempfile
+
+    path = cache_dir()
+    try:
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".write-test-"):
+            pass
+    except OSError as exc:
+        raise ValueError(_data_dir_problem(path, exc)) from None
     return path
 
 
 def shared_dir() -> Path:
     """The offline mirror ``../shared`` next to the repository (may not exist)."""
     return Path(os.environ.get("GENAI_LAB_SHARED", REPO_ROOT.parent / "shared"))
+
+
+def say(message: str) -> None:
+    """One line of information for a person ("loaded cached …").
+
+    Inside a notebook kernel it goes to stdout, so the page shows it as ordinary output (stderr
+    there reads as a warning); everywhere else to stderr, so a command's stdout stays pure
+    (``bench --json | jq``).
+    """
+    import sys
+
+    try:
+        from IPython import get_ipython
+
+        in_kernel = type(get_ipython()).__name__ == "ZMQInteractiveShell"
+    except ImportError:  # pragma: no cover
+        in_kernel = False
+    print(message, file=sys.stdout if in_kernel else sys.stderr, flush=True)
+
+
+def show_progress() -> bool:
+    """Whether long loops show a progress bar: yes for a learner running live; the book build
+    sets ``GENAI_LAB_PROGRESS=0`` so that no bar is saved into the published pages."""
+    return os.environ.get("GENAI_LAB_PROGRESS", "1").strip().lower() not in ("0", "false", "no")
 
 
 def _cuda_available() -> bool:
@@ -211,6 +263,10 @@ def setup(profile: str | None = None, *, seed: int = 0, device: str | None = Non
     if quiet:
         quiet_libraries()
     configure_matplotlib()
+    if os.environ.get("GENAI_LAB_AUDIT_FIGURES", "").strip().lower() in ("1", "true", "yes"):
+        from .audit import install_figure_audit
+
+        install_figure_audit()
     seed_everything(seed)
     dev = pick_device(device)
     if chosen == "gpu" and dev.type == "cpu":

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .bench import Metric, register
-from .sampling import process_logits
+from .sampling import check_sampling_args, process_logits
 
 # --------------------------------------------------------------------------- model
 
@@ -249,8 +249,10 @@ def generate(model: TinyGPT, idx: torch.Tensor, max_new_tokens: int, *, use_cach
         raise TypeError(f"model must be a TinyGPT, got {type(model).__name__}")
     if not isinstance(idx, torch.Tensor) or idx.dtype != torch.long or idx.ndim != 2 or idx.shape[1] < 1:
         raise TypeError("idx must be an int64 tensor of shape (B, T) with T ≥ 1")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 0:
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 0:
         raise ValueError(f"max_new_tokens must be a non-negative int, got {max_new_tokens!r}")
+    # checked even for greedy decoding, which ignores them: a bad setting is a mistake either way
+    check_sampling_args(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     was_training = model.training
     model.eval()
     block = model.config.block_size
@@ -515,7 +517,8 @@ def trained_tiny_gpt(cfg):
                 "val_curve": hist.evals.get("val_loss", [])}
 
     key = {"model": asdict(model_config), "train": asdict(settings), "seed": cfg.seed, "version": 2}
-    return load_or_train("tiny-gpt-shakespeare", cfg, key, build, train)
+    # quiet on a cache hit: the notebooks print the model and its loss, and stderr is an output problem
+    return load_or_train("tiny-gpt-shakespeare", cfg, key, build, train, verbose=False)
 
 
 # --------------------------------------------------------------------------- scaling

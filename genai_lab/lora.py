@@ -26,6 +26,18 @@ from .bench import Metric, register
 DEFAULT_TARGETS = ("c_attn", "c_proj", "c_fc")
 
 
+def _check_rank_alpha(r, alpha) -> None:
+    """``r`` a positive int, ``alpha`` a finite positive number (NaN or ∞ would poison every output)."""
+    if isinstance(r, bool) or not isinstance(r, int):
+        raise TypeError(f"r must be a positive int, got {type(r).__name__} {r!r}")
+    if r < 1:
+        raise ValueError(f"r must be a positive int, got {r!r}")
+    if isinstance(alpha, bool) or not isinstance(alpha, (int, float)):
+        raise TypeError(f"alpha must be a positive number, got {type(alpha).__name__} {alpha!r}")
+    if not math.isfinite(alpha) or alpha <= 0:
+        raise ValueError(f"alpha must be a finite positive number, got {alpha!r}")
+
+
 class LoRALinear(nn.Module):
     """A frozen ``nn.Linear`` plus a trainable low-rank update ``(alpha / r) · B A``.
 
@@ -40,10 +52,7 @@ class LoRALinear(nn.Module):
         super().__init__()
         if not isinstance(base, nn.Linear):
             raise TypeError(f"base must be an nn.Linear, got {type(base).__name__}")
-        if isinstance(r, bool) or not isinstance(r, int) or r < 1:
-            raise ValueError(f"r must be a positive int, got {r!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha <= 0:
-            raise ValueError(f"alpha must be a positive number, got {alpha!r}")
+        _check_rank_alpha(r, alpha)
         self.base, self.r, self.alpha = base, r, float(alpha)
         self.scaling = self.alpha / r
         for p in self.base.parameters():
@@ -95,16 +104,22 @@ def add_lora(model: nn.Module, r: int = 4, alpha: float = 8.0,
     """Freeze ``model`` and wrap every ``nn.Linear`` whose name ends with one of ``targets``.
 
     Works in place and returns the model; afterwards only the LoRA matrices are trainable.
+    Every argument is checked before anything changes: an error leaves ``model`` as it was.
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be an nn.Module, got {type(model).__name__}")
+    _check_rank_alpha(r, alpha)
+    if isinstance(targets, str):
+        raise TypeError(f"targets must be a list of layer names, not one str {targets!r}")
     targets = tuple(targets)
     if not targets or not all(isinstance(t, str) and t for t in targets):
         raise ValueError(f"targets must be non-empty names of layers, got {targets!r}")
-    for p in model.parameters():
-        p.requires_grad_(False)
     found = [(name, mod) for name, mod in model.named_modules()
              if isinstance(mod, nn.Linear) and name.split(".")[-1] in targets]
     if not found:
         raise ValueError(f"targets {targets} match no nn.Linear of the model")
+    for p in model.parameters():
+        p.requires_grad_(False)
     for name, mod in found:
         parent_name, _, child = name.rpartition(".")
         parent = model.get_submodule(parent_name) if parent_name else model

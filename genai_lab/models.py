@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlparse
 
-from .config import cache_dir
+from .config import cache_dir, say
 from .data import network_allowed
 
 log = logging.getLogger("genai_lab.models")
@@ -103,7 +103,7 @@ def smollm2_path() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf_path()
-    print(f"Converting {gguf.name} to safetensors once (about 15 s)…")
+    say(f"Converting {gguf.name} to safetensors once (about 15 s)…")
     tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
     gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The de-quantised weights are plain floats, but the model still carries its GGUF
@@ -204,7 +204,7 @@ def hub_model_path(name: str, *, allow_patterns: list[str] | None = None,
         return cached
     if not hub_reachable():
         if not quiet:
-            print(f"[genai_lab] {hub_id} is not cached and the hub is unreachable: skipping it.")
+            say(f"[genai_lab] {hub_id} is not cached and the hub is unreachable: skipping it.")
         return None
     from huggingface_hub import snapshot_download
 

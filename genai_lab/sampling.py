@@ -28,6 +28,35 @@ def _check_scores(scores) -> None:
         raise ValueError(f"scores must have shape (B, V), got {tuple(scores.shape)}")
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def check_sampling_args(*, temperature: float = 1.0, top_k: int | None = None, top_p: float | None = None,
+                        repetition_penalty: float = 1.0) -> None:
+    """Raise a ``TypeError``/``ValueError`` naming the argument unless every sampling setting is valid.
+
+    ``temperature`` and ``repetition_penalty``: finite numbers > 0; ``top_k``: ``None`` or a
+    positive int; ``top_p``: ``None`` or a number in (0, 1].  NaN and ∞ are refused everywhere
+    (a NaN ``top_p`` would otherwise switch the filter off without a word).
+    """
+    for name, value in (("temperature", temperature), ("repetition_penalty", repetition_penalty)):
+        if not _is_number(value):
+            raise TypeError(f"{name} must be a positive number, got {type(value).__name__} {value!r}")
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"{name} must be a finite positive number, got {value!r}")
+    if top_k is not None:
+        if isinstance(top_k, bool) or not isinstance(top_k, int):
+            raise TypeError(f"top_k must be None or a positive int, got {type(top_k).__name__} {top_k!r}")
+        if top_k < 1:
+            raise ValueError(f"top_k must be None or a positive int, got {top_k!r}")
+    if top_p is not None:
+        if not _is_number(top_p):
+            raise TypeError(f"top_p must be None or a number in (0, 1], got {type(top_p).__name__} {top_p!r}")
+        if not 0.0 < top_p <= 1.0:  # False for NaN as well
+            raise ValueError(f"top_p must be None or a number in (0, 1], got {top_p!r}")
+
+
 def greedy_choice(scores: torch.Tensor) -> torch.Tensor:
     """The most likely token of each row: int64 (B,)."""
     _check_scores(scores)
@@ -37,8 +66,8 @@ def greedy_choice(scores: torch.Tensor) -> torch.Tensor:
 def apply_temperature(scores: torch.Tensor, temperature: float) -> torch.Tensor:
     """Divide scores (B, V) by ``temperature`` (> 0): below 1 sharpens, above 1 flattens."""
     _check_scores(scores)
-    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not temperature > 0:
-        raise ValueError(f"temperature must be a positive number, got {temperature!r}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or not 0 < temperature < math.inf:
+        raise ValueError(f"temperature must be a finite positive number, got {temperature!r}")
     return scores / temperature
 
 
@@ -79,8 +108,8 @@ def repetition_penalty_filter(scores: torch.Tensor, input_ids: torch.Tensor, pen
     negative, so ``penalty > 1`` always lowers it; ``penalty = 1`` changes nothing.
     """
     _check_scores(scores)
-    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not penalty > 0:
-        raise ValueError(f"penalty must be a positive number, got {penalty!r}")
+    if isinstance(penalty, bool) or not isinstance(penalty, (int, float)) or not 0 < penalty < math.inf:
+        raise ValueError(f"penalty must be a finite positive number, got {penalty!r}")
     if not isinstance(input_ids, torch.Tensor) or input_ids.dtype != torch.long or input_ids.ndim != 2:
         raise TypeError("input_ids must be an int64 tensor of shape (B, T)")
     if input_ids.shape[0] != scores.shape[0]:
@@ -100,8 +129,11 @@ def process_logits(scores: torch.Tensor, input_ids: torch.Tensor | None = None, 
         input_ids: (B, T) tokens so far (needed only for ``repetition_penalty != 1``).
     Returns:
         (B, V) scores; ``softmax`` of them is the distribution to sample from.
+    Raises:
+        TypeError, ValueError: a setting is not valid (see :func:`check_sampling_args`).
     """
     _check_scores(scores)
+    check_sampling_args(temperature=temperature, top_k=top_k, top_p=top_p, repetition_penalty=repetition_penalty)
     if repetition_penalty != 1.0:
         if input_ids is None:
             raise ValueError("input_ids must be given when repetition_penalty != 1")

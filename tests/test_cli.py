@@ -21,3 +21,14 @@ def test_labs_student_command(tmp_path):
     assert cli.main(["labs", "student", str(tmp_path)]) == 0
     assert any(tmp_path.glob("*_lab.ipynb"))
     assert cli.main(["labs", "student", str(tmp_path), "missing.ipynb"]) == 2
+
+
+def test_ctrl_c_ends_with_one_line_and_code_130(monkeypatch, capsys):
+    from genai_lab import cli
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "cmd_info", interrupted)
+    assert cli.main(["info"]) == 130
+    assert capsys.readouterr().err.strip() == "interrupted"

@@ -216,3 +216,11 @@ def test_bench_smoke_passes_its_bars(cfg):
     for row in rows:
         if row["bar"] is not None:
             assert row["passed"] is True, row
+
+
+@pytest.mark.parametrize("t", [torch.tensor([2.7, 1.0]), torch.tensor([-0.5, 0.0]), torch.tensor([True, False])])
+def test_add_noise_refuses_non_integer_timesteps_instead_of_truncating(t):
+    x0, noise = torch.zeros(2, 1, 2, 2), torch.ones(2, 1, 2, 2)
+    with pytest.raises(TypeError, match="t must be an integer"):
+        add_noise(x0, noise, t, alphas_cumprod(beta_schedule("linear", 10)))
+    add_noise(x0, noise, t.long().clamp(min=0), alphas_cumprod(beta_schedule("linear", 10)))  # integers pass

@@ -167,3 +167,19 @@ def test_bench_smoke_clears_the_bars():
         assert row["passed"] is True, row
     speeds = {r["metric"] for r in rows if r["unit"] == "tok/s"}  # reported, not asserted (timing)
     assert {"gpt_generate_tokens_per_second_kv_cache", "gpt_generate_tokens_per_second_no_cache"} <= speeds
+
+
+@pytest.mark.parametrize("do_sample", [False, True])
+@pytest.mark.parametrize("kwargs, name", [
+    ({"temperature": -1.0}, "temperature"), ({"temperature": float("nan")}, "temperature"),
+    ({"top_p": float("nan")}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"top_k": 0}, "top_k"),
+    ({"repetition_penalty": float("inf")}, "repetition_penalty")])
+def test_generate_refuses_bad_sampling_settings_greedy_or_not(do_sample, kwargs, name):
+    model = small_model()
+    with pytest.raises(ValueError, match=name):
+        gpt.generate(model, torch.zeros(1, 3, dtype=torch.long), 2, do_sample=do_sample, **kwargs)
+
+
+def test_generate_refuses_a_bool_token_count():
+    with pytest.raises(ValueError, match="max_new_tokens"):
+        gpt.generate(small_model(), torch.zeros(1, 3, dtype=torch.long), True)

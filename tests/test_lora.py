@@ -1,5 +1,7 @@
 """LoRA from scratch: exact start, exact merge, peft-equivalent, and it really adapts."""
 
+import copy
+
 import pytest
 import torch
 from torch import nn
@@ -154,3 +156,29 @@ def test_adaptation_steps_follow_the_data_and_the_context():
         lora.adaptation_steps(data, 1)
     with pytest.raises(ValueError, match="epochs"):
         lora.adaptation_steps(data, 64, epochs=0)
+
+
+@pytest.mark.parametrize("alpha", [float("nan"), float("inf"), -float("inf")])
+def test_non_finite_alpha_is_refused(alpha):
+    with pytest.raises(ValueError, match="alpha"):
+        lora.LoRALinear(nn.Linear(3, 3), alpha=alpha)
+    with pytest.raises(ValueError, match="alpha"):
+        lora.add_lora(nn.Sequential(nn.Linear(2, 2)), alpha=alpha, targets=("0",))
+
+
+def test_float_rank_is_a_type_error():
+    with pytest.raises(TypeError, match="r"):
+        lora.LoRALinear(nn.Linear(3, 3), r=2.0)
+
+
+@pytest.mark.parametrize("kwargs, error", [
+    ({"r": 0}, ValueError), ({"alpha": float("nan")}, ValueError), ({"targets": ("q_proj",)}, ValueError),
+    ({"targets": "0"}, TypeError)])
+def test_add_lora_that_fails_leaves_the_model_untouched(kwargs, error):
+    model = nn.Sequential(nn.Linear(2, 2), nn.ReLU(), nn.Linear(2, 2))
+    before = copy.deepcopy(model.state_dict())
+    with pytest.raises(error):
+        lora.add_lora(model, **{"targets": ("0", "2"), **kwargs})
+    assert all(p.requires_grad for p in model.parameters())  # nothing was frozen
+    assert not lora.lora_layers(model)
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())

@@ -26,7 +26,7 @@ def test_hub_model_offline_returns_none(monkeypatch, capsys):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("HF_HOME", "/nonexistent-hf-home")
     assert models.hub_model_path("gpt2") is None
-    assert "unreachable" in capsys.readouterr().out
+    assert "unreachable" in capsys.readouterr().err
     assert not models.hub_reachable()
 
 

@@ -345,6 +345,7 @@ def test_bench_smoke_clears_the_bar():
     rows = {r["metric"]: r for r in bench.run_chapter("rag", setup("smoke", verbose=False))}
     assert all(r["passed"] is True for r in rows.values() if r["bar"] is not None)
     assert rows["hybrid_recall@5"]["value"] >= 0.85
+    assert rows["index_chunks_per_s"]["unit"] == "chunks/s" and rows["index_chunks_per_s"]["value"] > 0
     # retrieval-augmented answers beat the closed-book model on the same questions
     assert rows["grounded_answer_accuracy"]["value"] >= rows["closed_book_answer_accuracy"]["value"] + 0.5
 
@@ -392,3 +393,151 @@ def test_add_and_remove_single_documents(tmp_path):
     assert index.count() == 0 and index.search("diabetes patients", 1, "bm25") == []
     with pytest.raises(TypeError, match="documents"):
         index.add_documents(doc)
+
+
+# --------------------------------------------------------------------------- reliability
+def test_chunks_embedded_counts_model_work_not_rechunked_chunks(tmp_path):
+    folder = small_corpus(tmp_path / "docs")
+    embedder = Embedder(WordHashModel(), cache_path=tmp_path / "e.sqlite", name="wordhash")
+    index = RagIndex(MemoryStore(tmp_path / "store"), embedder, chunk_size=200)
+    first = index.update(folder)
+    assert first.embedded == first.chunks == index.count()
+    with open(folder / "iris.md", "a") as fh:
+        fh.write("\n## Petals\n\nPetal length separates setosa from the other two species.\n")
+    second = index.update(folder)
+    assert [p.rsplit("/", 1)[1] for p in second.updated] == ["iris.md"]
+    assert second.chunks >= 2 and second.embedded == 1  # re-chunked the file, embedded only the new section
+
+
+def test_prompt_is_budgeted_to_the_models_context(tmp_path):
+    from transformers import AutoTokenizer
+
+    from genai_lab.models import smollm2_path
+    from genai_lab.rag.evaluate import synthetic_corpus
+    from genai_lab.rag.generate import answer_question
+
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_path())
+
+    class ShortContextModel:
+        """Stands in for an LLM that reads at most 600 tokens; remembers the prompt length."""
+
+        config = type("Config", (), {"max_position_embeddings": 600})()
+        device = torch.device("cpu")
+        seen = None
+
+        def generate(self, input_ids, max_new_tokens, **kwargs):
+            self.seen = input_ids.shape[1]
+            return torch.cat([input_ids, torch.tensor([[tokenizer.eos_token_id]])], dim=1)
+
+    index = RagIndex(MemoryStore(), Embedder(WordHashModel(), cache_path=False, name="wordhash"))
+    index.update(synthetic_corpus(tmp_path / "notes", 12))
+    question = "Document 3 paragraphs"
+    ranked = index.search(question, 40, "hybrid")
+    model = ShortContextModel()
+    answer = answer_question(index, question, tokenizer, model, k=40, min_similarity=-1.0, max_new_tokens=48)
+    assert model.seen is not None and model.seen <= 600 - 48
+    assert answer.prompt_tokens == model.seen and answer.context_tokens == 600
+    assert 1 <= len(answer.hits) < 40 and len(answer.hits) + len(answer.dropped_for_context) == 40
+    assert [h.chunk for h in answer.hits + answer.dropped_for_context] == [h.chunk for h in ranked]  # best kept
+    assert "dropped the" in answer.context_note and answer.as_dict()["dropped_for_context"]
+
+
+def _postgres_on(folder) -> list:
+    import psutil
+
+    found = []
+    for proc in psutil.process_iter(["name", "cmdline"]):
+        try:
+            if "postgres" in (proc.info["name"] or "") and str(folder) in " ".join(proc.info["cmdline"] or []):
+                found.append(proc)
+        except psutil.Error:
+            pass
+    return found
+
+
+def test_pgvector_large_k_and_a_database_that_stops_mid_index(tmp_path):
+    from genai_lab.rag.evaluate import synthetic_corpus
+    from genai_lab.rag.pgvector_store import (PgVectorStore, StoreUnavailableError, start_local_server,
+                                              stop_local_server)
+
+    chunks, X = random_chunks(dim=48)
+    memory = MemoryStore()
+    server, dsn = start_local_server(tmp_path / "pg")
+    try:
+        store = PgVectorStore(dsn, dim=48)
+        for s in sorted({c.source for c in chunks}):
+            rows = [i for i, c in enumerate(chunks) if c.source == s]
+            for target in (store, memory):
+                target.replace_document(s, "h" + s, [chunks[i] for i in rows], X[rows])
+        q = np.random.default_rng(2).standard_normal(48).astype(np.float32)
+        hits = store.search(q, 1500)  # beyond hnsw.ef_search's 1000: an exact scan, not an error
+        assert [h.chunk for h in hits] == [h.chunk for h in memory.search(q, 1500)] and len(hits) == len(chunks)
+        store.drop()
+        store.close()
+
+        folder = synthetic_corpus(tmp_path / "notes", 12)
+
+        class StopsTheServer(WordHashModel):
+            calls = 0
+
+            def encode(self, texts, **kwargs):
+                StopsTheServer.calls += 1
+                if StopsTheServer.calls == 3:
+                    stop_local_server(server)
+                return super().encode(texts, **kwargs)
+
+        index = RagIndex(PgVectorStore(dsn, dim=64), Embedder(StopsTheServer(), cache_path=False, name="wordhash"))
+        index.group_chunks = 10
+        with pytest.raises(StoreUnavailableError, match="is the PostgreSQL server running") as info:
+            index.update(folder)
+        assert "\n" not in str(info.value)
+        index.store.close()
+        server, dsn = start_local_server(tmp_path / "pg")
+        index = RagIndex(PgVectorStore(dsn), Embedder(WordHashModel(), cache_path=False, name="wordhash"))
+        kept = index.store.document_hashes()
+        assert 0 < len(kept) < 12  # the files finished before the stop are there
+        report = index.update(folder)
+        assert len(report.added) == 12 - len(kept) and len(report.unchanged) == len(kept)
+        index.store.close()
+    finally:
+        stop_local_server(server)
+
+
+STALE_SERVER_SCRIPT = """
+import sys, time
+from genai_lab.rag.pgvector_store import start_local_server
+server, dsn = start_local_server(sys.argv[1])
+print(server.get_pid(), flush=True)
+time.sleep(120)
+"""
+
+
+def test_a_killed_local_server_is_cleaned_up_on_the_next_start(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from genai_lab.rag.pgvector_store import PgVectorStore, start_local_server, stop_local_server
+
+    pgdata = tmp_path / "pg"
+    script = tmp_path / "serve.py"
+    script.write_text(STALE_SERVER_SCRIPT)
+    proc = subprocess.Popen([sys.executable, str(script), str(pgdata)], stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, text=True)
+    try:
+        postgres_pid = int(proc.stdout.readline())
+        proc.kill()  # kill -9: neither the Python process nor the server can clean up
+        proc.wait()
+        os.kill(postgres_pid, signal.SIGKILL)
+        for p in _postgres_on(pgdata):
+            p.wait(10)
+        assert (pgdata / "postmaster.pid").is_file() and json.loads((pgdata / ".handle_pids.json").read_text())
+        server, dsn = start_local_server(pgdata)
+        PgVectorStore(dsn, dim=8).close()
+        stop_local_server(server)
+        assert _postgres_on(pgdata) == []  # stopped: no dead process was left holding it
+    finally:
+        proc.kill()
+        for p in _postgres_on(pgdata):
+            p.kill()

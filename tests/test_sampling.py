@@ -116,3 +116,34 @@ def test_bad_inputs(scores, input_ids):
         S.distinct_n(["abc"], 0)
     with pytest.raises(TypeError, match="texts"):
         S.distinct_n("abc", 1)
+
+
+@pytest.mark.parametrize("kwargs, name", [
+    ({"top_p": float("nan")}, "top_p"), ({"top_p": 1.5}, "top_p"), ({"top_p": 0.0}, "top_p"),
+    ({"top_p": -0.2}, "top_p"), ({"temperature": float("inf")}, "temperature"),
+    ({"temperature": float("nan")}, "temperature"), ({"temperature": -1.0}, "temperature"),
+    ({"top_k": 0}, "top_k"), ({"repetition_penalty": float("nan")}, "repetition_penalty"),
+    ({"repetition_penalty": float("inf")}, "repetition_penalty")])
+def test_process_logits_refuses_numbers_that_are_not_settings(scores, input_ids, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        S.process_logits(scores, input_ids, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, name", [({"top_k": 2.0}, "top_k"), ({"top_p": "0.9"}, "top_p"),
+                                          ({"temperature": True}, "temperature")])
+def test_process_logits_refuses_wrong_types(scores, input_ids, kwargs, name):
+    with pytest.raises(TypeError, match=name):
+        S.process_logits(scores, input_ids, **kwargs)
+
+
+def test_top_p_one_and_none_leave_scores_alone(scores, input_ids):
+    assert torch.equal(S.process_logits(scores, input_ids, top_p=1.0), scores)
+    assert torch.equal(S.process_logits(scores, input_ids, top_p=None), scores)
+
+
+@pytest.mark.parametrize("bad", [float("inf"), float("nan")])
+def test_filters_refuse_non_finite_temperature_and_penalty(scores, input_ids, bad):
+    with pytest.raises(ValueError, match="temperature"):
+        S.apply_temperature(scores, bad)
+    with pytest.raises(ValueError, match="penalty"):
+        S.repetition_penalty_filter(scores, input_ids, bad)

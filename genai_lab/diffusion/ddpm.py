@@ -209,6 +209,8 @@ def sample_class_conditional(model: ClassConditionalDDPM, labels, steps: int = 5
     """
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     if not isinstance(model, ClassConditionalDDPM):
         raise TypeError(f"model must be a ClassConditionalDDPM, got {type(model).__name__}")
     labels = torch.as_tensor(labels, dtype=torch.long)
@@ -229,7 +231,7 @@ def sample_class_conditional(model: ClassConditionalDDPM, labels, steps: int = 5
     x = torch.randn((len(labels), c.channels, c.image_size, c.image_size), generator=generator).to(device)
     labels = labels.to(device)
     trail = []
-    for t in tqdm(sched.timesteps, desc=f"{scheduler.upper()} sampling", disable=not progress, leave=False):
+    for t in tqdm(sched.timesteps, desc=f"{scheduler.upper()} sampling", disable=not (progress and show_progress()), leave=False):
         eps = guided_noise(model, x, t, labels, float(guidance_scale), model.null_label)
         # DDIM: after clipping x̂_0 to [-1, 1], re-derive ε̂ from it, so the step stays consistent
         # (without this, strong guidance drifts into washed-out images over many steps)
@@ -264,8 +266,8 @@ def default_dataset(cfg) -> str:
     return cfg.pick(smoke="digits", cpu="fashion_mnist", gpu="fashion_mnist")
 
 
-def trained_ddpm(cfg, dataset: str = "digits", *, retrain: bool = False, progress: bool = True
-                 ) -> tuple[ClassConditionalDDPM, dict]:
+def trained_ddpm(cfg, dataset: str = "digits", *, retrain: bool = False, progress: bool = True,
+                 verbose: bool = True) -> tuple[ClassConditionalDDPM, dict]:
     """The chapter's class-conditional DDPM for ``dataset``, trained once and cached.
 
     Returns ``(model, meta)``: ``model`` is a :class:`ClassConditionalDDPM` on ``cfg.device`` in
@@ -285,4 +287,5 @@ def trained_ddpm(cfg, dataset: str = "digits", *, retrain: bool = False, progres
         return {"loss_steps": hist.steps[::10], "losses": [round(v, 5) for v in hist.losses[::10]],
                 "final_loss": hist.final_loss, "classes": list(data.classes), "train_seconds": hist.seconds}
 
-    return load_or_train(f"ddpm-{dataset}", cfg, key, lambda: ClassConditionalDDPM(net), train, retrain=retrain)
+    return load_or_train(f"ddpm-{dataset}", cfg, key, lambda: ClassConditionalDDPM(net), train, retrain=retrain,
+                         verbose=verbose)

@@ -26,6 +26,8 @@ def quality_vs_steps(model, classifier, steps_list=(5, 10, 25, 50), *, scheduler
     """
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     if not steps_list or not all(isinstance(n, int) and n >= 1 for n in steps_list):
         raise ValueError(f"steps_list must be a non-empty list of positive ints, got {steps_list!r}")
     if not schedulers or any(s not in ("ddpm", "ddim") for s in schedulers):
@@ -33,7 +35,7 @@ def quality_vs_steps(model, classifier, steps_list=(5, 10, 25, 50), *, scheduler
     labels = balanced_labels(model.config.num_classes, per_class)
     rows = []
     grid = [(s, n) for s in schedulers for n in steps_list]
-    for scheduler, steps in tqdm(grid, desc="quality vs steps", disable=not progress, leave=False):
+    for scheduler, steps in tqdm(grid, desc="quality vs steps", disable=not (progress and show_progress()), leave=False):
         start = time.perf_counter()
         images = sample_class_conditional(model, labels, steps, guidance_scale,
                                           torch.Generator().manual_seed(seed), scheduler=scheduler)
@@ -48,11 +50,13 @@ def guidance_sweep(model, classifier, scales=(0.0, 1.0, 2.0, 4.0), *, steps: int
     """Quality at each guidance scale; returns ``(rows, {scale: images})`` (same starting noise for all)."""
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     if not scales or any(not isinstance(w, (int, float)) or w < 0 for w in scales):
         raise ValueError(f"scales must be a non-empty list of numbers ≥ 0, got {scales!r}")
     labels = balanced_labels(model.config.num_classes, per_class)
     rows, samples = [], {}
-    for scale in tqdm(scales, desc="guidance sweep", disable=not progress, leave=False):
+    for scale in tqdm(scales, desc="guidance sweep", disable=not (progress and show_progress()), leave=False):
         images = sample_class_conditional(model, labels, steps, float(scale), torch.Generator().manual_seed(seed),
                                           scheduler=scheduler)
         samples[scale] = images

@@ -137,7 +137,8 @@ def autoencoder_config_for(cfg, dataset: str) -> tuple[AutoencoderConfig, dict]:
     return net, train
 
 
-def trained_autoencoder(cfg, dataset: str = "digits", *, retrain: bool = False, progress: bool = True):
+def trained_autoencoder(cfg, dataset: str = "digits", *, retrain: bool = False, progress: bool = True,
+                        verbose: bool = True):
     """The chapter's ``AutoencoderKL`` for ``dataset``, trained once and cached.
 
     Returns ``(vae, meta)``; ``vae.config.scaling_factor`` is set to ``1 / std`` of the training
@@ -168,7 +169,8 @@ def trained_autoencoder(cfg, dataset: str = "digits", *, retrain: bool = False, 
                 "latent_shape": [net.latent_channels, net.latent_size, net.latent_size],
                 "losses": [round(v, 5) for v in hist.losses[::10]], "train_seconds": hist.seconds}
 
-    vae, meta = load_or_train(f"vae-{dataset}", cfg, key, lambda: build_autoencoder(net), train, retrain=retrain)
+    vae, meta = load_or_train(f"vae-{dataset}", cfg, key, lambda: build_autoencoder(net), train, retrain=retrain,
+                              verbose=verbose)
     vae.register_to_config(scaling_factor=meta["metrics"]["scaling_factor"])
     return vae.requires_grad_(False), meta
 
@@ -290,7 +292,7 @@ def latent_config_for(cfg, dataset: str) -> dict:
 
 
 def trained_latent_diffusion(cfg, dataset: str = "digits", *, text_encoder: FrozenTextEncoder | None = None,
-                             retrain: bool = False, progress: bool = True):
+                             retrain: bool = False, progress: bool = True, verbose: bool = True):
     """Train (once, cached) a text-conditioned diffusion model in the latent space of :func:`trained_autoencoder`.
 
     Each training image gets one of its class's captions (:func:`captions_for`), or the empty
@@ -302,7 +304,7 @@ def trained_latent_diffusion(cfg, dataset: str = "digits", *, text_encoder: Froz
     from ..data import load_images
     from ..train import infinite_batches, train_loop
 
-    vae, vae_meta = trained_autoencoder(cfg, dataset, progress=progress)
+    vae, vae_meta = trained_autoencoder(cfg, dataset, progress=progress, verbose=verbose)
     text_encoder = text_encoder or load_text_encoder(cfg.device)
     settings = latent_config_for(cfg, dataset)
     shape = vae_meta["metrics"]["latent_shape"]
@@ -337,7 +339,7 @@ def trained_latent_diffusion(cfg, dataset: str = "digits", *, text_encoder: Froz
                 "train_seconds": hist.seconds, "classes": list(data.classes)}
 
     unet, meta = load_or_train(f"latent-diffusion-{dataset}", cfg, key, lambda: TextConditionedLatentUNet(net), train,
-                               retrain=retrain)
+                               retrain=retrain, verbose=verbose)
     return unet, vae, text_encoder, meta
 
 
@@ -360,6 +362,8 @@ def generate_from_text(prompts: list[str], *, text_encoder, unet, vae, scheduler
     """
     from tqdm.auto import tqdm
 
+    from genai_lab.config import show_progress
+
     if isinstance(prompts, str) or not prompts:
         raise TypeError("prompts must be a non-empty list of str")
     if not isinstance(steps, int) or steps < 1:
@@ -374,7 +378,7 @@ def generate_from_text(prompts: list[str], *, text_encoder, unet, vae, scheduler
     scheduler.set_timesteps(steps)
     z = torch.randn((len(prompts), *latent_shape), generator=generator).to(device, dtype) * scheduler.init_noise_sigma
     trail = []
-    for t in tqdm(scheduler.timesteps, desc="denoising", disable=not progress, leave=False):
+    for t in tqdm(scheduler.timesteps, desc="denoising", disable=not (progress and show_progress()), leave=False):
         model_in = scheduler.scale_model_input(torch.cat([z, z]), t)
         eps = core(model_in, t, encoder_hidden_states=torch.cat([text, empty])).sample
         eps_text, eps_empty = eps.chunk(2)

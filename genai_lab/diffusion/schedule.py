@@ -99,6 +99,9 @@ def add_noise(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor | int,
     if isinstance(t, int) and not isinstance(t, bool):
         t = torch.full((x0.shape[0],), t, dtype=torch.long)
     _check_tensor(t, "t")
+    if t.is_floating_point() or t.is_complex() or t.dtype == torch.bool:
+        raise TypeError(f"t must be an integer tensor of timesteps (int64), got dtype {t.dtype}: "
+                        "round or .long() it yourself, add_noise does not truncate")
     if t.ndim != 1 or len(t) != x0.shape[0]:
         raise ValueError(f"t must have shape ({x0.shape[0]},), got {tuple(t.shape)}")
     if int(t.min()) < 0 or int(t.max()) >= len(alphas_bar):

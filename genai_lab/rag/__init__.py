@@ -24,6 +24,7 @@ _EXPORTS = {
     "Embedder": "embed", "Hit": "stores", "VectorStore": "stores", "MemoryStore": "stores",
     "PgVectorStore": "pgvector_store", "start_local_server": "pgvector_store",
     "BM25": "bm25", "RagIndex": "index", "open_index": "index", "reciprocal_rank_fusion": "index",
+    "IndexingInterrupted": "index",
     "recall_at_k": "evaluate", "reciprocal_rank": "evaluate", "load_questions": "evaluate",
     "compare_modes": "evaluate",
 }

@@ -6,14 +6,46 @@ uses a local PostgreSQL under ``<cache>/rag/pgdata`` or the server at ``--db DSN
 again only re-embeds changed files and drops deleted ones.  ``ask`` opens the same index in a new
 process, retrieves and answers with SmolLM2 (``--no-generate`` to skip the model); ``--json``
 prints the retrieved chunks (source path, chunk number, score, text) and the answer.
+
+Reliability: files that are not UTF-8 text are skipped and named; Ctrl-C during ``index`` keeps
+every finished file (the next run continues) and ends with one line and exit code 130; errors
+(a bad ``GENAI_LAB_DATA``, ``--db`` or ``GENAI_LAB_THREADS``, a database that stops) end with one
+``error:`` line and exit code 2; ``--k`` is capped at :data:`MAX_K` and the prompt at the model's
+context; ``--json`` prints only JSON on stdout (notes and progress go to stderr).
 """
 
 from __future__ import annotations
 
 import json
+import sqlite3
 import sys
 
+from ..config import show_progress
+
 EXIT_ERROR = 2
+EXIT_INTERRUPTED = 130  # the shell's code for "ended by Ctrl-C"
+#: Most chunks ``ask --k`` retrieves (pgvector's HNSW returns at most 1000; the model reads far fewer).
+MAX_K = 1000
+
+
+def _prepare() -> None:
+    """What every sub-command needs first: a writable data cache and ``$GENAI_LAB_THREADS`` threads."""
+    import os
+
+    from ..config import check_data_dir
+
+    check_data_dir()
+    raw = os.environ.get("GENAI_LAB_THREADS", "").strip()
+    if raw:
+        try:
+            threads = int(raw)
+        except ValueError:
+            threads = 0
+        if threads < 1:
+            raise ValueError(f"GENAI_LAB_THREADS={raw!r} must be a positive int (CPU threads for the models)")
+        import torch
+
+        torch.set_num_threads(threads)
 
 
 def _open(args, **kwargs):
@@ -30,33 +62,67 @@ def _fail(message: str) -> int:
     return EXIT_ERROR
 
 
+def _threads() -> int:
+    import torch
+
+    return torch.get_num_threads()
+
+
+def _report_dict(report, total: int | None) -> dict:
+    return {"added": report.added, "updated": report.updated, "deleted": report.deleted,
+            "unchanged": len(report.unchanged), "chunks_embedded": report.embedded,
+            "chunks_written": report.chunks, "chunks_total": total,
+            "skipped": [{"source": p, "reason": why} for p, why in report.skipped],
+            "pending": len(report.pending), "threads": _threads(), "seconds": round(report.seconds, 2)}
+
+
+def _say_skipped(skipped) -> None:
+    if skipped:
+        shown = "; ".join(why for _, why in skipped[:3]) + ("; …" if len(skipped) > 3 else "")
+        print(f"skipped {len(skipped)} file(s) that are not UTF-8 text: {shown}", file=sys.stderr)
+
+
 def cmd_index(args) -> int:
     from .corpus import load_corpus
+    from .index import IndexingInterrupted
     from .pgvector_store import StoreUnavailableError
 
-    try:  # check the paths before loading any model
-        load_corpus(args.paths)
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        return _fail(str(exc))
+    index = None
     try:
+        _prepare()
+        skipped: list[tuple[str, str]] = []
+        docs = load_corpus(args.paths, skipped=skipped)  # read once, before any model loads
         index = _open(args, strategy=args.strategy, chunk_size=args.chunk_size, overlap=args.overlap)
+        report = index.update(args.paths, progress=not args.json and show_progress(), documents=docs, skipped=skipped)
+        total = index.count()
+    except IndexingInterrupted as exc:
+        report = exc.report
+        done = len(report.added) + len(report.updated)
+        if args.json:
+            print(json.dumps({**_report_dict(report, None), "interrupted": True}, indent=1))
+        print(f"interrupted: {done} of {done + len(report.pending)} files indexed and kept ({report.chunks} chunks); "
+              "run the same command again to index the rest", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("interrupted: every file finished before this is kept; run the same command again to finish",
+              file=sys.stderr)
+        return EXIT_INTERRUPTED
     except (StoreUnavailableError, ValueError, TypeError, FileNotFoundError) as exc:
         return _fail(str(exc))
-    try:
-        report = index.update(args.paths, progress=not args.json)
-        total = index.count()
-    except (ValueError, TypeError, FileNotFoundError) as exc:
-        return _fail(str(exc))
+    except OSError as exc:  # a store folder or cache that cannot be written
+        return _fail(f"{exc.strerror or exc}: {exc.filename or ''} (check GENAI_LAB_DATA and --path)")
+    except sqlite3.Error as exc:
+        return _fail(f"the embedding cache under GENAI_LAB_DATA cannot be used: {exc}")
     finally:
-        index.close()
+        if index is not None:
+            index.close()
+    _say_skipped(report.skipped)
     if args.json:
-        print(json.dumps({"added": report.added, "updated": report.updated, "deleted": report.deleted,
-                          "unchanged": len(report.unchanged), "chunks_embedded": report.chunks,
-                          "chunks_total": total, "seconds": round(report.seconds, 2)}, indent=1))
+        print(json.dumps(_report_dict(report, total), indent=1))
     else:
         print(f"indexed {len(report.added)} new, {len(report.updated)} changed, {len(report.deleted)} deleted, "
-              f"{len(report.unchanged)} unchanged files; {report.chunks} chunks embedded, {total} in the "
-              f"{args.store} store ({report.seconds:.1f} s)")
+              f"{len(report.unchanged)} unchanged files; {report.chunks} chunks written ({report.embedded} "
+              f"embedded, the rest cached), {total} in the {args.store} store ({report.seconds:.1f} s)")
     return 0
 
 
@@ -66,11 +132,17 @@ def cmd_ask(args) -> int:
 
     if args.k < 1:
         return _fail(f"--k must be a positive int, got {args.k}")
+    if not -1.0 <= args.min_similarity <= 1.0:  # also refuses nan
+        return _fail(f"--min-similarity must be a cosine in [-1, 1], got {args.min_similarity}")
+    k = args.k
+    if k > MAX_K:
+        print(f"note: --k {k} is more than {MAX_K}; retrieving {MAX_K} chunks (the model reads only the best "
+              "that fit its context anyway)", file=sys.stderr)
+        k = MAX_K
+    index = None
     try:
+        _prepare()
         index = _open(args)
-    except (StoreUnavailableError, ValueError, TypeError, FileNotFoundError) as exc:
-        return _fail(str(exc))
-    try:
         if index.count() == 0:
             return _fail(f"the {args.store} index is empty: run `python -m genai_lab rag index PATH...` "
                          f"first (with the same --store/--db)")
@@ -79,14 +151,20 @@ def cmd_ask(args) -> int:
             from ..models import load_smollm2
 
             tok, model = load_smollm2()
-        answer = answer_question(index, args.question, tok, model, k=args.k, mode=args.mode,
+        answer = answer_question(index, args.question, tok, model, k=k, mode=args.mode,
                                  min_similarity=args.min_similarity, guard=not args.no_guard)
-    except (ValueError, TypeError) as exc:
+    except KeyboardInterrupt:
+        print("interrupted: no answer; the index is unchanged", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except (StoreUnavailableError, ValueError, TypeError, FileNotFoundError) as exc:
         return _fail(str(exc))
     finally:
-        index.close()
+        if index is not None:
+            index.close()
+    if answer.context_note:
+        print(f"note: {answer.context_note}", file=sys.stderr)
     if args.json:
-        print(json.dumps(answer.as_dict(), indent=1, ensure_ascii=False))
+        print(json.dumps({**answer.as_dict(), "k": k}, indent=1, ensure_ascii=False))
         return 0
     for i, hit in enumerate(answer.hits, 1):
         preview = " ".join(hit.chunk.text.split())[:160]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable
@@ -71,8 +72,45 @@ def notebook_text(raw: str) -> str:
     return "\n\n".join(parts)
 
 
+class UnreadableFileError(ValueError):
+    """A corpus file is not text we can index (not UTF-8, or binary); the message says why."""
+
+
+#: Share of control characters (other than tab, newline, carriage return, form feed) above which
+#: a UTF-8 file is treated as binary rather than text.
+MAX_CONTROL_SHARE = 0.05
+_CONTROL = re.compile("[\x01-\x08\x0b\x0e-\x1f\x7f]")
+
+
+def decode_text(data: bytes, name: str = "file") -> str:
+    """Decode ``data`` as UTF-8 text (a leading BOM is dropped), refusing what is not text.
+
+    No replacement characters, no silent guessing: a file that is not valid UTF-8 or that looks
+    binary (NUL bytes, many control characters) raises :class:`UnreadableFileError` naming the
+    first bad byte, so the caller can skip it and say so.
+    """
+    if not isinstance(data, (bytes, bytearray)):
+        raise TypeError(f"data must be bytes, got {type(data).__name__}")
+    if b"\x00" in data:
+        raise UnreadableFileError(f"{name} is binary (NUL byte at offset {data.index(0)}), not text")
+    try:
+        text = bytes(data).decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise UnreadableFileError(f"{name} is not UTF-8 text (byte 0x{data[exc.start]:02x} at offset {exc.start}); "
+                                  "convert it to UTF-8 to index it") from None
+    control = len(_CONTROL.findall(text))
+    if text and control / len(text) > MAX_CONTROL_SHARE:
+        raise UnreadableFileError(f"{name} looks binary ({control} control characters in {len(text)}), not text")
+    return text
+
+
 def read_document(path: str | Path) -> Document:
-    """Read one supported file into a :class:`Document` (UTF-8; undecodable bytes replaced)."""
+    """Read one supported file into a :class:`Document` (strict UTF-8, see :func:`decode_text`).
+
+    Raises:
+        FileNotFoundError: ``path`` is not a file.
+        UnreadableFileError: the file is not UTF-8 text (a ``ValueError``).
+    """
     if not isinstance(path, (str, Path)):
         raise TypeError(f"path must be a str or Path, got {type(path).__name__}")
     p = Path(path).expanduser().resolve()
@@ -80,8 +118,14 @@ def read_document(path: str | Path) -> Document:
         raise FileNotFoundError(f"path {str(path)!r} does not exist or is not a file")
     if p.suffix.lower() not in SUPPORTED_SUFFIXES:
         raise ValueError(f"path {str(path)!r} is not one of {SUPPORTED_SUFFIXES}")
-    raw = p.read_text(encoding="utf-8", errors="replace")
-    text = notebook_text(raw) if p.suffix.lower() == ".ipynb" else raw
+    raw = decode_text(p.read_bytes(), p.as_posix())
+    if p.suffix.lower() == ".ipynb":
+        try:
+            text = notebook_text(raw)
+        except ValueError:
+            raise UnreadableFileError(f"{p.as_posix()} is not notebook JSON") from None
+    else:
+        text = raw
     return Document(source=p.as_posix(), text=text)
 
 
@@ -116,19 +160,33 @@ def corpus_files(paths: str | Path | Iterable[str | Path]) -> list[Path]:
     return sorted(found)
 
 
-def load_corpus(paths: str | Path | Iterable[str | Path]) -> list[Document]:
+def load_corpus(paths: str | Path | Iterable[str | Path], *,
+                skipped: list[tuple[str, str]] | None = None) -> list[Document]:
     """Read every supported file under ``paths`` into documents (empty files are dropped).
+
+    Files that are not UTF-8 text (see :func:`decode_text`) are left out; pass a list as
+    ``skipped`` to receive ``(path, reason)`` for each of them.
 
     Raises:
         FileNotFoundError: a path does not exist.
         ValueError: no supported file with text was found (an empty corpus).
     """
-    docs = [read_document(f) for f in corpus_files(paths)]
+    if skipped is not None and not isinstance(skipped, list):
+        raise TypeError(f"skipped must be a list or None, got {type(skipped).__name__}")
+    docs, left_out = [], []
+    for f in corpus_files(paths):
+        try:
+            docs.append(read_document(f))
+        except UnreadableFileError as exc:
+            left_out.append((f.as_posix(), str(exc)))
+    if skipped is not None:
+        skipped.extend(left_out)
     docs = [d for d in docs if d.text.strip()]
     if not docs:
         shown = [str(p) for p in ([paths] if isinstance(paths, (str, Path)) else paths)]
+        why = f" ({len(left_out)} skipped as not UTF-8 text: {left_out[0][1]})" if left_out else ""
         raise ValueError(f"paths {shown} hold no {'/'.join(SUPPORTED_SUFFIXES)} file with text: "
-                         "the corpus is empty")
+                         f"the corpus is empty{why}")
     return docs
 
 

@@ -3,7 +3,8 @@
 :class:`Embedder` turns texts into unit vectors with all-MiniLM-L6-v2 (offline, 384 numbers per
 text) and remembers every vector it computed in a small SQLite file under the data cache, keyed
 by a hash of model and text, so re-indexing or re-running a notebook never embeds the same chunk
-twice.
+twice. New texts are embedded longest-first in tokens (a batch is padded to its longest text) and
+committed to that cache every few batches, so an interrupted run keeps what it computed.
 
 Similarity, for a query ``q`` (D,) and rows ``X`` (N, D):
 
@@ -105,16 +106,21 @@ class Embedder:
             ``False`` disables caching.
         batch_size: texts per forward pass.
         device: torch device for the default model.
+        commit_batches: batches embedded between two commits to the cache (an interrupted
+            :meth:`encode` loses at most this many batches of work).
     """
 
     def __init__(self, model=None, *, cache_path: str | Path | None | bool = None,
-                 batch_size: int = 32, device=None, name: str = MODEL_NAME) -> None:
+                 batch_size: int = 32, device=None, name: str = MODEL_NAME, commit_batches: int = 4) -> None:
         if model is not None and not callable(getattr(model, "encode", None)):
             raise TypeError("model must have an encode(texts) method")
-        if not isinstance(batch_size, int) or batch_size < 1:
+        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
             raise ValueError(f"batch_size must be a positive int, got {batch_size!r}")
+        if isinstance(commit_batches, bool) or not isinstance(commit_batches, int) or commit_batches < 1:
+            raise ValueError(f"commit_batches must be a positive int, got {commit_batches!r}")
         self._model = model
         self.batch_size = batch_size
+        self.commit_batches = commit_batches
         self.device = device
         self.name = name
         if cache_path is None:
@@ -172,20 +178,60 @@ class Embedder:
                                        part).fetchall()
                     found.update({k: np.frombuffer(v, dtype=np.float32) for k, v in rows})
             missing = list(dict.fromkeys(t for t, k in zip(texts, keys) if k not in found))
-            if missing:
-                vecs = self.model.encode(missing, batch_size=self.batch_size, normalize_embeddings=True,
-                                         convert_to_numpy=True, show_progress_bar=progress)
-                vecs = np.asarray(vecs, dtype=np.float32)
-                self.computed += len(missing)
-                new = {self._key(t): v for t, v in zip(missing, vecs)}
-                found.update(new)
-                if con is not None:
-                    con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
-                                    [(k, v.tobytes()) for k, v in new.items()])
-                    con.commit()
+            # longest first *in tokens*, so each batch holds texts of similar length (a batch is
+            # padded to its longest text), and committed to the cache one group at a time: an
+            # interrupted run keeps what it computed
+            lengths = dict(zip(missing, self._token_lengths(missing)))
+            missing.sort(key=lambda t: lengths[t], reverse=True)
+            group = self.batch_size * self.commit_batches
+            bar = None
+            if progress and missing:
+                from tqdm.auto import tqdm
+
+                bar = tqdm(total=len(missing), unit="chunk", desc="embedding")
+            try:
+                self._encode_missing(missing, group, found, con, bar)
+            finally:
+                if bar is not None:
+                    bar.close()
         finally:
             if con is not None:
                 con.close()
         out = np.stack([found[k] for k in keys]).astype(np.float32)
         self._dim = out.shape[1]
         return out
+
+    def _token_lengths(self, texts: list[str]) -> list[int]:
+        """Tokens per text as the model will see them (characters when the model has no tokenizer)."""
+        tokenizer = getattr(self.model, "tokenizer", None)
+        if tokenizer is None or not texts:
+            return [len(t) for t in texts]
+        limit = getattr(self.model, "max_seq_length", None) or 512
+        try:
+            ids = tokenizer(list(texts), add_special_tokens=False, truncation=True, max_length=limit)["input_ids"]
+        except Exception:  # an unusual tokenizer: fall back to characters
+            return [len(t) for t in texts]
+        return [len(i) for i in ids]
+
+    def _encode_missing(self, missing, group, found, con, bar) -> None:
+        """Embed ``missing`` (sorted by length) ``group`` texts at a time, committing each group.
+
+        Each batch goes to the model on its own, so the model keeps our token-length order (a
+        sentence-transformers call re-sorts its input by characters, which pads far more).
+        """
+        for start in range(0, len(missing), group):
+            part = missing[start:start + group]
+            vecs = np.concatenate([
+                np.asarray(self.model.encode(part[b:b + self.batch_size], batch_size=self.batch_size,
+                                             normalize_embeddings=True, convert_to_numpy=True,
+                                             show_progress_bar=False), dtype=np.float32)
+                for b in range(0, len(part), self.batch_size)])
+            self.computed += len(part)
+            new = {self._key(t): v for t, v in zip(part, vecs)}
+            found.update(new)
+            if con is not None:
+                con.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?)",
+                                [(k, v.tobytes()) for k, v in new.items()])
+                con.commit()
+            if bar is not None:
+                bar.update(len(part))

@@ -152,6 +152,44 @@ def sklearn_index(cfg=None, *, strategy: str = "heading", chunk_size: int = 500,
     return index
 
 
+def synthetic_corpus(folder: str | Path, n_files: int, *, seed: int = 0) -> Path:
+    """Write ``n_files`` seeded text files of paragraphs of varied length into ``folder``.
+
+    A stand-in for "a large folder of notes" when measuring indexing speed or interrupting it:
+    the same ``seed`` always writes the same bytes. Returns ``folder``.
+    """
+    import random
+
+    if isinstance(n_files, bool) or not isinstance(n_files, int) or n_files < 1:
+        raise ValueError(f"n_files must be a positive int, got {n_files!r}")
+    rng = random.Random(seed)
+    letters = "abcdefghijklmnopqrstuvwxyz"
+    vocab = ["".join(rng.choice(letters) for _ in range(rng.randint(2, 9))) for _ in range(3000)]
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for f in range(n_files):
+        paragraphs = [" ".join(rng.choice(vocab) for _ in range(rng.choice((8, 20, 40, 70, 90)))).capitalize() + "."
+                      for _ in range(rng.randint(3, 12))]
+        (folder / f"doc{f:04d}.txt").write_text(f"# Document {f}\n\n" + "\n\n".join(paragraphs) + "\n")
+    return folder
+
+
+def indexing_throughput(folder: str | Path, embedder=None) -> dict:
+    """Index ``folder`` into a fresh in-memory store with no embedding cache; chunks per second.
+
+    Returns ``{"chunks", "seconds", "chunks_per_s"}`` (the model is loaded before the clock starts).
+    """
+    from .embed import Embedder
+    from .index import RagIndex
+    from .stores import MemoryStore
+
+    model = embedder.model if embedder is not None else None
+    fresh = Embedder(model, cache_path=False, **({"name": embedder.name} if embedder is not None else {}))
+    index = RagIndex(MemoryStore(), fresh)  # loads the model (and reads its dimension) before timing
+    report = index.update(folder)
+    return {"chunks": report.chunks, "seconds": report.seconds, "chunks_per_s": report.chunks / report.seconds}
+
+
 def answer_accuracy(index, questions: Sequence[dict], tokenizer, model, *, closed_book: bool = False,
                     k: int = 3, max_new_tokens: int = 40) -> float:
     """Fraction of questions whose generated answer contains the expected ``answer`` string.
@@ -190,6 +228,11 @@ def bench_rag(cfg) -> list[Metric]:
     metrics.append(Metric("hybrid_evidence_recall@5", evidence["recall@5"], True, None))
     retrieval_seconds = time.perf_counter() - start
     metrics.append(Metric("index_and_retrieval_seconds", retrieval_seconds, False, None, unit="s"))
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as tmp:  # embedding speed, no cache: what a new folder costs
+        speed = indexing_throughput(synthetic_corpus(tmp, cfg.pick(smoke=6, cpu=40, gpu=200)), index.embedder)
+    metrics.append(Metric("index_chunks_per_s", speed["chunks_per_s"], True, None, unit="chunks/s"))
 
     from .generate import load_reader
 

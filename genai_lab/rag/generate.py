@@ -72,6 +72,61 @@ def build_messages(question: str, hits: list[Hit] | None = None, *, guard: bool 
             {"role": "user", "content": f"Context:\n{context}\n\nQuestion: {question}"}]
 
 
+def prompt_tokens(tokenizer, messages: list[dict]) -> int:
+    """Length in tokens of ``messages`` as the model reads them (chat template, generation prompt)."""
+    enc = tokenizer.apply_chat_template(messages, add_generation_prompt=True, return_dict=True)
+    return len(enc["input_ids"])
+
+
+def context_tokens(model, tokenizer=None) -> int:
+    """How many tokens ``model`` can read at once (``max_position_embeddings``; 8,192 for SmolLM2)."""
+    config = getattr(model, "config", None)
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+        value = getattr(config, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    value = getattr(tokenizer, "model_max_length", None)
+    if isinstance(value, int) and 0 < value < 10**7:
+        return value
+    raise ValueError("model must say its context length (config.max_position_embeddings)")
+
+
+def fit_to_context(tokenizer, question: str, hits: list[Hit], *, max_tokens: int, guard: bool = True,
+                   max_chars: int = 600) -> tuple[list[Hit], list[Hit], int]:
+    """Keep the best-ranked ``hits`` whose prompt fits in ``max_tokens``; drop the lowest-ranked rest.
+
+    ``hits`` are best first, so dropping from the end loses the least relevant passages.
+    Returns ``(kept, dropped, tokens of the prompt with kept)``.
+
+    Raises:
+        ValueError: even the question with its best passage does not fit.
+    """
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    n_tokens = prompt_tokens(tokenizer, build_messages(question, hits, guard=guard, max_chars=max_chars))
+    if n_tokens <= max_tokens or not hits:
+        if n_tokens > max_tokens:
+            raise ValueError(f"question is too long: {n_tokens} tokens, the model reads at most {max_tokens}")
+        return list(hits), [], n_tokens
+    # estimate from each passage's own length, then correct with the real template
+    base = prompt_tokens(tokenizer, build_messages(question, [], guard=guard, max_chars=max_chars))
+    sizes = [len(tokenizer(format_context([h], max_chars=max_chars), add_special_tokens=False)["input_ids"]) + 2
+             for h in hits]
+    keep, total = 0, base
+    while keep < len(hits) and total + sizes[keep] <= max_tokens:
+        total += sizes[keep]
+        keep += 1
+    keep = max(keep, 1)
+    while True:
+        n_tokens = prompt_tokens(tokenizer, build_messages(question, hits[:keep], guard=guard, max_chars=max_chars))
+        if n_tokens <= max_tokens:
+            return list(hits[:keep]), list(hits[keep:]), n_tokens
+        if keep == 1:
+            raise ValueError(f"question is too long: with one passage the prompt has {n_tokens} tokens, "
+                             f"the model reads at most {max_tokens}")
+        keep -= 1
+
+
 def generate_reply(tokenizer, model, messages: list[dict], *, max_new_tokens: int = 48) -> str:
     """Greedy decoding of the model's reply to chat ``messages`` (deterministic)."""
     import torch
@@ -97,6 +152,19 @@ class Answer:
     abstained: bool = False
     best_similarity: float | None = None
     seconds: float = 0.0
+    dropped_for_context: list[Hit] = field(default_factory=list)  # lowest-ranked, beyond the model's context
+    prompt_tokens: int | None = None  # length of the prompt the model read
+    context_tokens: int | None = None  # the most the model can read
+
+    @property
+    def context_note(self) -> str:
+        """One line saying which passages did not fit the model's context ("" when all fitted)."""
+        if not self.dropped_for_context:
+            return ""
+        total = len(self.hits) + len(self.dropped_for_context)
+        return (f"kept the {len(self.hits)} best of {total} passages to fit the model's {self.context_tokens}-token "
+                f"context ({self.prompt_tokens} tokens of prompt); dropped the {len(self.dropped_for_context)} "
+                "lowest-ranked")
 
     @property
     def citations(self) -> list[str]:
@@ -108,6 +176,9 @@ class Answer:
                 "best_similarity": self.best_similarity,
                 "chunks": [h.as_dict() for h in self.hits],
                 "flagged_as_injection": [h.as_dict() for h in self.flagged],
+                "dropped_for_context": [{k: v for k, v in h.as_dict().items() if k != "text"}
+                                        for h in self.dropped_for_context],
+                "prompt_tokens": self.prompt_tokens, "context_tokens": self.context_tokens,
                 "seconds": round(self.seconds, 2)}
 
     def __str__(self) -> str:
@@ -138,7 +209,18 @@ def answer_question(index, question: str, tokenizer=None, model=None, *, k: int 
             returns the retrieval and the abstention decision only (``text`` is ``""``).
         min_similarity: abstain (``"I don't know."``) when no retrieved chunk reaches this cosine.
         guard: drop chunks that look like prompt injection and fence the context.
+
+    The prompt is budgeted to the model's context (:func:`context_tokens` minus
+    ``max_new_tokens``): passages that do not fit are dropped, lowest-ranked first, and listed in
+    ``Answer.dropped_for_context`` (``Answer.context_note`` says so in one line).
     """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise ValueError(f"k must be a positive int, got {k!r}")
+    if isinstance(max_new_tokens, bool) or not isinstance(max_new_tokens, int) or max_new_tokens < 1:
+        raise ValueError(f"max_new_tokens must be a positive int, got {max_new_tokens!r}")
+    if isinstance(min_similarity, bool) or not isinstance(min_similarity, (int, float)) \
+            or not -1.0 <= min_similarity <= 1.0:
+        raise ValueError(f"min_similarity must be a number in [-1, 1], got {min_similarity!r}")
     start = time.perf_counter()
     hits = index.search(question, k, mode)
     flagged = [h for h in hits if looks_like_injection(h.chunk.text)] if guard else []
@@ -146,13 +228,17 @@ def answer_question(index, question: str, tokenizer=None, model=None, *, k: int 
     sim = best_similarity(index, question, kept)
     if sim < min_similarity:
         return Answer(question, IDK, kept, flagged, True, sim, time.perf_counter() - start)
-    text = ""
+    text, dropped, n_tokens, limit = "", [], None, None
     if model is not None:
         if tokenizer is None:
             raise ValueError("tokenizer must be given with model")
+        limit = context_tokens(model, tokenizer)
+        kept, dropped, n_tokens = fit_to_context(tokenizer, question, kept, max_tokens=limit - max_new_tokens,
+                                                 guard=guard, max_chars=max_chars)
         text = generate_reply(tokenizer, model, build_messages(question, kept, guard=guard, max_chars=max_chars),
                               max_new_tokens=max_new_tokens)
-    return Answer(question, text, kept, flagged, False, sim, time.perf_counter() - start)
+    return Answer(question, text, kept, flagged, False, sim, time.perf_counter() - start,
+                  dropped_for_context=dropped, prompt_tokens=n_tokens, context_tokens=limit)
 
 
 def closed_book_answer(question: str, tokenizer, model, *, max_new_tokens: int = 48) -> str:

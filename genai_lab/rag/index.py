@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Hashable, Iterable, Sequence
 
+import numpy as np
+
 from .bm25 import BM25
 from .chunking import STRATEGIES, chunk_documents
 from .corpus import Document, load_corpus
@@ -52,18 +54,39 @@ def reciprocal_rank_fusion(rankings: Sequence[Sequence[Hashable]], k: int = 60) 
 
 @dataclass
 class IndexReport:
-    """What :meth:`RagIndex.update` did (lists of sources) and how long it took."""
+    """What :meth:`RagIndex.update` did (lists of sources) and how long it took.
+
+    ``added``/``updated`` list the documents written to the store; after an interruption the
+    ones not reached yet are in ``pending``. ``chunks`` counts chunks written, ``embedded`` the
+    texts actually run through the model (the rest came from the embedding cache).
+    """
 
     added: list[str] = field(default_factory=list)
     updated: list[str] = field(default_factory=list)
     deleted: list[str] = field(default_factory=list)
     unchanged: list[str] = field(default_factory=list)
-    chunks: int = 0  # chunks embedded and written in this update
+    chunks: int = 0  # chunks written to the store in this update
     seconds: float = 0.0
+    embedded: int = 0  # chunks run through the embedding model (cache misses)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (path, reason): files that are not text
+    pending: list[str] = field(default_factory=list)  # documents left to do when interrupted
 
     def __repr__(self) -> str:
         return (f"IndexReport(added={len(self.added)}, updated={len(self.updated)}, deleted={len(self.deleted)}, "
                 f"unchanged={len(self.unchanged)}, chunks={self.chunks}, seconds={self.seconds:.1f})")
+
+
+class IndexingInterrupted(KeyboardInterrupt):
+    """Ctrl-C arrived during :meth:`RagIndex.add_documents`: what was finished is stored and saved.
+
+    ``report`` (an :class:`IndexReport`) lists the documents written before the interruption and,
+    in ``pending``, those still to do; running the same update again continues from there.
+    """
+
+    def __init__(self, report: IndexReport) -> None:
+        super().__init__(f"indexing interrupted: {len(report.added) + len(report.updated)} documents stored, "
+                         f"{len(report.pending)} left")
+        self.report = report
 
 
 class RagIndex:
@@ -104,19 +127,36 @@ class RagIndex:
         return hashlib.sha256(settings.encode()).hexdigest()
 
     # indexing -------------------------------------------------------------------
-    def update(self, paths: str | Path | Iterable[str | Path], *, progress: bool = False) -> IndexReport:
+    def update(self, paths: str | Path | Iterable[str | Path], *, progress: bool = False,
+               documents: Sequence[Document] | None = None,
+               skipped: Sequence[tuple[str, str]] = ()) -> IndexReport:
         """Bring the store in line with the files under ``paths``; returns what changed.
+
+        ``documents`` (optional): the corpus of ``paths`` already read with :func:`load_corpus`
+        (it is not read twice); ``skipped``: the ``(path, reason)`` pairs that read reported.
+        Documents are embedded and stored in groups, so Ctrl-C keeps every finished document
+        (see :class:`IndexingInterrupted`) and the next update continues where this one stopped.
 
         Raises:
             FileNotFoundError: a path does not exist.
             ValueError: the paths hold no supported file (empty corpus).
+            IndexingInterrupted: Ctrl-C; the finished part is stored.
         """
         start = time.perf_counter()
         paths = [paths] if isinstance(paths, (str, Path)) else list(paths)
-        docs = load_corpus(paths)
+        skipped = list(skipped)
+        if documents is None:
+            documents = load_corpus(paths, skipped=skipped)
+        docs = list(documents)
         roots = [Path(p).expanduser().resolve() for p in paths]
         existing = self.store.document_hashes()
-        report = self.add_documents(docs, progress=progress)
+        try:
+            report = self.add_documents(docs, progress=progress, existing=existing)
+        except IndexingInterrupted as exc:
+            exc.report.skipped = skipped
+            exc.report.seconds = time.perf_counter() - start
+            raise
+        report.skipped = skipped
         present = {d.source for d in docs}
         for source in existing:
             p = Path(source)
@@ -128,11 +168,22 @@ class RagIndex:
         report.seconds = time.perf_counter() - start
         return report
 
-    def add_documents(self, documents: Sequence[Document], *, progress: bool = False) -> IndexReport:
-        """Index ``documents`` (new or changed ones only; nothing is deleted)."""
+    #: chunks embedded and written per step of :meth:`add_documents` (a step is what Ctrl-C can lose
+    #: from the store; the embedding cache keeps its vectors anyway).
+    group_chunks = 128
+
+    def add_documents(self, documents: Sequence[Document], *, progress: bool = False,
+                      existing: dict[str, str] | None = None) -> IndexReport:
+        """Index ``documents`` (new or changed ones only; nothing is deleted).
+
+        Work goes in steps of about :attr:`group_chunks` chunks: embed (longest texts together),
+        write each document whole, next step. Ctrl-C raises :class:`IndexingInterrupted` after
+        saving every document already written.
+        """
         if isinstance(documents, Document) or not all(isinstance(d, Document) for d in documents):
             raise TypeError("documents must be a list of Document")
-        existing = self.store.document_hashes()
+        if existing is None:
+            existing = self.store.document_hashes()
         report = IndexReport()
         todo = []
         for doc in documents:
@@ -140,17 +191,62 @@ class RagIndex:
             if existing.get(doc.source) == version:
                 report.unchanged.append(doc.source)
             else:
-                (report.updated if doc.source in existing else report.added).append(doc.source)
                 todo.append((doc, version))
-        if todo:
-            chunks = chunk_documents([d for d, _ in todo], self.strategy, self.chunk_size, self.overlap)
-            vectors = self.embedder.encode([c.text for c in chunks], progress=progress)
-            for doc, version in todo:
-                rows = [i for i, c in enumerate(chunks) if c.source == doc.source]
-                self.store.replace_document(doc.source, version, [chunks[i] for i in rows], vectors[rows])
-            report.chunks = len(chunks)
+        computed_before = self.embedder.computed
+        report.pending = [d.source for d, _ in todo]
+        try:
+            if todo:
+                self._write_in_steps(todo, existing, report, progress)
+        except KeyboardInterrupt:
+            report.embedded = self.embedder.computed - computed_before
+            self._changed()
+            raise IndexingInterrupted(report) from None
+        except BaseException:
+            self._changed()  # keep the documents finished before the failure
+            raise
+        report.embedded = self.embedder.computed - computed_before
         self._changed()
         return report
+
+    def _write_in_steps(self, todo, existing, report, progress) -> None:
+        chunks = chunk_documents([d for d, _ in todo], self.strategy, self.chunk_size, self.overlap)
+        by_source: dict[str, list] = {}
+        for c in chunks:
+            by_source.setdefault(c.source, []).append(c)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=len(chunks), unit="chunk", desc="indexing")
+        try:
+            self._steps(todo, by_source, existing, report, bar)
+        finally:
+            if bar is not None:
+                bar.close()  # now, so that nothing is drawn after the caller's last word
+
+    def _steps(self, todo, by_source, existing, report, bar) -> None:
+        step: list = []
+        size = 0
+        for n, item in enumerate(todo):
+            step.append(item)
+            size += len(by_source.get(item[0].source, ()))
+            if size < self.group_chunks and n < len(todo) - 1:
+                continue
+            texts = [c.text for d, _ in step for c in by_source.get(d.source, ())]
+            vectors = self.embedder.encode(texts) if texts else None
+            row = 0
+            for doc, version in step:
+                doc_chunks = by_source.get(doc.source, [])
+                doc_vectors = (vectors[row:row + len(doc_chunks)] if vectors is not None
+                               else np.zeros((0, self.embedder.dim), np.float32))
+                row += len(doc_chunks)
+                self.store.replace_document(doc.source, version, doc_chunks, doc_vectors)
+                (report.updated if doc.source in existing else report.added).append(doc.source)
+                report.pending.pop(0)  # pending follows the order of todo
+                report.chunks += len(doc_chunks)
+            if bar is not None:
+                bar.update(len(texts))
+            step, size = [], 0
 
     def remove_document(self, source: str) -> None:
         """Delete one document (by its ``source``) from the index."""

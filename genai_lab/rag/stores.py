@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import json
 import os
+import signal
+import threading
 from abc import ABC, abstractmethod
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
@@ -24,6 +27,26 @@ import numpy as np
 
 from .chunking import Chunk
 from .embed import METRICS, similarity
+
+
+@contextmanager
+def deferred_interrupt():
+    """Hold Ctrl-C (SIGINT) back until the block ends, so that a write is never left half done.
+
+    In the main thread only (elsewhere signals cannot be handled and the block runs as is); a
+    SIGINT that arrived meanwhile is raised as ``KeyboardInterrupt`` right after the block.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    received = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: received.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if received:
+        raise KeyboardInterrupt
 
 
 @dataclass(frozen=True)
@@ -178,13 +201,14 @@ class MemoryStore(VectorStore):
         meta = {"metric": self.metric, "dim": self._dim, "documents": self.document_hashes()}
         payload = {"chunks.json": json.dumps([[c.source, c.index, c.text] for c in chunks]).encode(),
                    "meta.json": json.dumps(meta, indent=1).encode()}
-        tmp_vec = self.path / "vectors.npy.tmp"
-        with open(tmp_vec, "wb") as fh:
-            np.save(fh, X)
-        for name, data in payload.items():
-            (self.path / (name + ".tmp")).write_bytes(data)
-        for name in ("vectors.npy", "chunks.json", "meta.json"):  # meta last: it marks a complete save
-            os.replace(self.path / (name + ".tmp"), self.path / name)
+        with deferred_interrupt():  # Ctrl-C waits until the three files agree
+            tmp_vec = self.path / "vectors.npy.tmp"
+            with open(tmp_vec, "wb") as fh:
+                np.save(fh, X)
+            for name, data in payload.items():
+                (self.path / (name + ".tmp")).write_bytes(data)
+            for name in ("vectors.npy", "chunks.json", "meta.json"):  # meta last: it marks a complete save
+                os.replace(self.path / (name + ".tmp"), self.path / name)
 
     def _load(self) -> None:
         meta = json.loads((self.path / "meta.json").read_text())
@@ -198,6 +222,9 @@ class MemoryStore(VectorStore):
         self._dim = saved_dim
         rows = json.loads((self.path / "chunks.json").read_text())
         X = np.load(self.path / "vectors.npy")
+        if len(rows) != X.shape[0]:
+            raise ValueError(f"the store in {self.path} is damaged ({len(rows)} chunks, {X.shape[0]} vectors): "
+                             "delete that folder and index again")
         by_source: dict[str, list[int]] = {}
         for i, (source, _, _) in enumerate(rows):
             by_source.setdefault(source, []).append(i)
