@@ -61,6 +61,11 @@ def _cells(path: Path) -> list[dict]:
     return json.loads(Path(path).read_text(encoding="utf-8"))["cells"]
 
 
+def _code_cells(path: Path):
+    """``(index, cell)`` for every code cell of notebook ``path``."""
+    return [(i, c) for i, c in enumerate(_cells(path)) if c.get("cell_type") == "code"]
+
+
 def _source(cell: dict) -> str:
     src = cell.get("source", "")
     return "".join(src) if isinstance(src, list) else src
@@ -114,9 +119,7 @@ def output_problems(path: str | Path) -> list[Finding]:
     """Progress bars, stray reprs, stderr output and doubled outputs in executed notebook ``path``."""
     path = Path(path)
     out = []
-    for i, cell in enumerate(_cells(path)):
-        if cell.get("cell_type") != "code":
-            continue
+    for i, cell in _code_cells(path):
         seen: list[str] = []
         for output in cell.get("outputs", []):
             kind = output.get("output_type")
@@ -237,9 +240,7 @@ def notebook_claims(path: str | Path) -> list[ClaimCall]:
     """Every ``gl.claim(…)`` (or ``claim(…)``) call in the code cells of notebook ``path``."""
     path = Path(path)
     calls = []
-    for i, cell in enumerate(_cells(path)):
-        if cell.get("cell_type") != "code":
-            continue
+    for i, cell in _code_cells(path):
         source = _source(cell)
         try:
             tree = ast.parse("\n".join(l for l in source.splitlines() if not l.lstrip().startswith(("%", "!"))))

@@ -129,8 +129,9 @@ def _source_text(cell: dict) -> str:
     return "".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"]
 
 
-def solved_notebook(nb: dict, topic: str) -> dict:
-    """A copy of notebook JSON ``nb`` with every ``exercise`` cell solved and all outputs cleared."""
+def _with_exercises(nb: dict, change) -> dict:
+    """A copy of notebook JSON ``nb`` with outputs cleared and ``change(cell)`` applied to every
+    ``exercise`` cell; ``ValueError`` when there is none."""
     if not isinstance(nb, dict) or "cells" not in nb:
         raise TypeError("nb must be notebook JSON (a dict with 'cells')")
     nb = json.loads(json.dumps(nb))
@@ -141,10 +142,19 @@ def solved_notebook(nb: dict, topic: str) -> dict:
         cell["outputs"], cell["execution_count"] = [], None
         if EXERCISE_TAG in cell.get("metadata", {}).get("tags", []):
             found += 1
-            cell["source"] = solved_source(_source_text(cell), topic)
+            change(cell)
     if not found:
         raise ValueError(f"nb has no cell tagged {EXERCISE_TAG!r}")
     return nb
+
+
+def solved_notebook(nb: dict, topic: str) -> dict:
+    """A copy of notebook JSON ``nb`` with every ``exercise`` cell solved and all outputs cleared."""
+
+    def solve(cell: dict) -> None:
+        cell["source"] = solved_source(_source_text(cell), topic)
+
+    return _with_exercises(nb, solve)
 
 
 def student_notebook(nb: dict) -> dict:
@@ -153,22 +163,13 @@ def student_notebook(nb: dict) -> dict:
     Raises ``ValueError`` when ``nb`` has no ``exercise`` cell or an exercise cell holds more than
     signatures, docstrings and imports (i.e. someone saved an answer into the lab).
     """
-    if not isinstance(nb, dict) or "cells" not in nb:
-        raise TypeError("nb must be notebook JSON (a dict with 'cells')")
-    nb = json.loads(json.dumps(nb))
-    found = 0
-    for cell in nb["cells"]:
-        if cell.get("cell_type") != "code":
-            continue
-        cell["outputs"], cell["execution_count"] = [], None
-        if EXERCISE_TAG in cell.get("metadata", {}).get("tags", []):
-            found += 1
-            text = _source_text(cell)
-            if stub_source(text).strip() != text.strip():
-                raise ValueError(f"nb: exercise cell {cell.get('id', '?')} holds code beyond the stub")
-    if not found:
-        raise ValueError(f"nb has no cell tagged {EXERCISE_TAG!r}")
-    return nb
+
+    def check_stub(cell: dict) -> None:
+        text = _source_text(cell)
+        if stub_source(text).strip() != text.strip():
+            raise ValueError(f"nb: exercise cell {cell.get('id', '?')} holds code beyond the stub")
+
+    return _with_exercises(nb, check_stub)
 
 
 def _write_versions(convert, outdir: str | Path, sources: list[str | Path] | None) -> list[Path]:

@@ -263,19 +263,23 @@ def test_embedder_cache_returns_minilm_vectors(tmp_path):
 
 
 # --------------------------------------------------------------------------- pgvector
+def _fill_both(chunks, X, *stores):
+    """The same random chunks, document by document, into every store."""
+    for s in sorted({c.source for c in chunks}):
+        rows = [i for i, c in enumerate(chunks) if c.source == s]
+        for target in stores:
+            target.replace_document(s, "h" + s, [chunks[i] for i in rows], X[rows])
+
+
 def test_pgvector_matches_memory_survives_restart_and_reports_errors(tmp_path):
     from genai_lab.rag.pgvector_store import (PgVectorStore, StoreUnavailableError, start_local_server,
                                               stop_local_server)
 
-    chunks, X = random_chunks(dim=48)
-    memory = MemoryStore()
+    (chunks, X), memory = random_chunks(dim=48), MemoryStore()
     server, dsn = start_local_server(tmp_path / "pg")
     try:
         store = PgVectorStore(dsn, dim=48)
-        for s in sorted({c.source for c in chunks}):
-            rows = [i for i, c in enumerate(chunks) if c.source == s]
-            for target in (store, memory):
-                target.replace_document(s, "h" + s, [chunks[i] for i in rows], X[rows])
+        _fill_both(chunks, X, store, memory)
         assert store.uses_hnsw(5)
         rng = np.random.default_rng(1)
         for q in rng.standard_normal((10, 48)).astype(np.float32):
@@ -460,15 +464,11 @@ def test_pgvector_large_k_and_a_database_that_stops_mid_index(tmp_path):
     from genai_lab.rag.pgvector_store import (PgVectorStore, StoreUnavailableError, start_local_server,
                                               stop_local_server)
 
-    chunks, X = random_chunks(dim=48)
-    memory = MemoryStore()
+    (chunks, X), memory = random_chunks(dim=48), MemoryStore()
     server, dsn = start_local_server(tmp_path / "pg")
     try:
         store = PgVectorStore(dsn, dim=48)
-        for s in sorted({c.source for c in chunks}):
-            rows = [i for i, c in enumerate(chunks) if c.source == s]
-            for target in (store, memory):
-                target.replace_document(s, "h" + s, [chunks[i] for i in rows], X[rows])
+        _fill_both(chunks, X, store, memory)
         q = np.random.default_rng(2).standard_normal(48).astype(np.float32)
         hits = store.search(q, 1500)  # beyond hnsw.ef_search's 1000: an exact scan, not an error
         assert [h.chunk for h in hits] == [h.chunk for h in memory.search(q, 1500)] and len(hits) == len(chunks)
