@@ -8,7 +8,6 @@
   version passes every check under ``GENAI_LAB_STRICT_CHECKS=1``.
 """
 
-import ast
 import json
 import re
 
@@ -33,28 +32,6 @@ def _cells(path, kind=None, tag=None):
             continue
         out.append("".join(cell["source"]) if isinstance(cell["source"], list) else cell["source"])
     return out
-
-
-def _body_lines(source: str) -> set[str]:
-    """Stripped lines of the statements inside each function (classes: inside each method),
-    docstrings left out: the lines a stub must not contain."""
-    lines = source.splitlines()
-    found: set[str] = set()
-
-    def visit(node):
-        if isinstance(node, ast.ClassDef):
-            for member in node.body:
-                visit(member)
-        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
-            body = node.body
-            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
-                body = body[1:]
-            for stmt in body:
-                found.update(line.strip() for line in lines[stmt.lineno - 1:stmt.end_lineno])
-
-    for node in ast.parse(source).body:
-        visit(node)
-    return {line for line in found if len(line) >= 12 and not line.startswith("#")}
 
 
 def _run(path, tmp_path):
@@ -98,7 +75,7 @@ def test_shipped_lab_holds_stubs_only(lab):
     text = lab.read_text(encoding="utf-8")
     nb_sources = "\n".join(_cells(lab))
     assert '"solution"' not in text and '"hide-input"' not in text
-    body_lines = _body_lines(solutions.module_source(topic))
+    body_lines = solutions.answer_lines(solutions.module_source(topic))
     assert len(body_lines) >= 5
     leaked = sorted(line for line in body_lines if line in nb_sources)
     assert not leaked, f"solution lines in {lab.name}: {leaked}"
@@ -136,7 +113,7 @@ def test_every_exercise_has_a_hint_and_a_solution_that_compiles(topic, capsys):
         shown = capsys.readouterr().out
         assert shown.startswith(f"💡 {ex.name}:") and len(shown) > 60
         for name in ex.solution_names:  # a hint guides; it does not hand over a line of the answer
-            assert not any(line in shown.replace("\n", " ") for line in _body_lines(defined[name]))
+            assert not any(line in shown.replace("\n", " ") for line in solutions.answer_lines(defined[name]))
         ex.solution()
         shown = capsys.readouterr().out
         code = shown.split("```python\n", 1)[1].rsplit("\n```", 1)[0]

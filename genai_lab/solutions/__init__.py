@@ -56,3 +56,26 @@ def module(topic: str):
     """The imported solutions module of ``topic`` (its functions run as the lab's reference)."""
     _module_path(topic)
     return importlib.import_module(f"{__name__}.{topic}")
+
+
+def answer_lines(source: str, min_length: int = 12) -> set[str]:
+    """Stripped lines of the statements inside each function of ``source`` (classes: inside each
+    method), docstrings and comments left out: the lines that give an answer away, which no
+    shipped lab, hint or lab page may contain."""
+    lines = source.splitlines()
+    found: set[str] = set()
+
+    def visit(node) -> None:
+        if isinstance(node, ast.ClassDef):
+            for member in node.body:
+                visit(member)
+        elif isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(getattr(body[0], "value", None), ast.Constant):
+                body = body[1:]
+            for stmt in body:
+                found.update(line.strip() for line in lines[stmt.lineno - 1:stmt.end_lineno])
+
+    for node in ast.parse(source).body:
+        visit(node)
+    return {line for line in found if len(line) >= min_length and not line.startswith("#")}

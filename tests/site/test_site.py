@@ -73,19 +73,6 @@ def test_page_renders_offline(page, browser):
         assert info["bertvizDrawn"] == info["bertviz"], f"{rel}: bertviz views not drawn ({info})"
 
 
-def _solution_lines(topic: str) -> set[str]:
-    """Lines of the reference solutions' bodies (long enough to be unmistakable)."""
-    from genai_lab import solutions
-
-    lines = set()
-    for raw in solutions.module_source(topic).splitlines():
-        line = raw.strip()
-        if (raw.startswith((" ", "\t")) and len(line) >= 20 and not line.startswith(("def ", "class ", "#", '"""', "'''"))
-                and '"""' not in line):
-            lines.add(line)
-    return lines
-
-
 LAB_PAGES = sorted((SITE / "labs").glob("*.html")) if (SITE / "labs").is_dir() else []
 
 
@@ -96,9 +83,10 @@ def test_lab_pages_show_no_solution_source(page):
     import html
     import re
 
-    from genai_lab import labs
+    from genai_lab import labs, solutions
 
     topic = labs.lab_topic(page.with_suffix(".ipynb").name)
     text = html.unescape(re.sub(r"<[^>]+>", "", page.read_text(encoding="utf-8")))
-    leaked = sorted(line for line in _solution_lines(topic) if line in text)
+    answers = solutions.answer_lines(solutions.module_source(topic), min_length=20)
+    leaked = sorted(line for line in answers if line in text)
     assert not leaked, f"{page.name} shows solution lines: {leaked[:3]}"
