@@ -59,9 +59,6 @@ def pytest_addoption(parser):
     parser.addoption("--nb-times", default=None, help="JSON file to merge each notebook's wall time into")
 
 
-_TIMES: dict[str, float] = {}
-
-
 def _profile(config) -> str:
     import os
 
@@ -87,7 +84,6 @@ def pytest_runtest_makereport(item, call):
     report = outcome.get_result()
     key, profile = _key(path), _profile(item.config)
     seconds = call.stop - call.start
-    _TIMES[key] = round(seconds, 1)
     limit = budget(key, profile)
     if report.passed and seconds > limit:
         report.outcome = "failed"
