@@ -96,13 +96,12 @@ def _fmt(value) -> str:
 
 
 def _evaluate(holds, numbers: Mapping[str, float], what: str) -> bool:
+    """``holds`` (a bool, or a function of the numbers) as a bool; numpy and 0-d tensor bools pass."""
     result = holds(**numbers) if callable(holds) else holds
-    if not isinstance(result, (bool,)) and type(result).__name__ not in ("bool_", "bool"):
-        try:  # a 0-d tensor or numpy bool
-            result = bool(result)
-        except Exception as exc:  # pragma: no cover
-            raise TypeError(f"holds must give a bool for {what}, got {type(result).__name__}") from exc
-    return bool(result)
+    try:
+        return bool(result)
+    except (TypeError, RuntimeError, ValueError) as exc:  # e.g. a tensor of several values
+        raise TypeError(f"holds must give a bool for {what}, got {type(result).__name__}") from exc
 
 
 def claim(text: str, holds: bool | Callable[..., bool], *, shown_from: str = "smoke",

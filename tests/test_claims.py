@@ -18,6 +18,15 @@ def test_claim_that_holds_shows_a_tick_and_its_numbers():
     assert c.markdown().startswith("✓ **a (1.00) is below b**") and "b = 2.5" in c.markdown()
 
 
+def test_holds_must_give_one_bool():
+    import torch
+
+    c = gl.claim("x", lambda a: torch.tensor(2.0) > a, a=1.0, profile="smoke", display=False)
+    assert c.holds is True
+    with pytest.raises(TypeError, match="holds must give a bool"):
+        gl.claim("x", lambda a: torch.tensor([1.0, 2.0]) > a, a=1.0, profile="smoke", display=False)
+
+
 def test_false_claim_fails_the_run_at_or_above_its_profile():
     with pytest.raises(claims.ClaimError, match="a is below b"):
         gl.claim("a is below b", lambda a, b: a < b, a=3.0, b=2.0, profile="smoke", display=False)
