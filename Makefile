@@ -58,6 +58,7 @@ notebooks: setup
 	rm -f _build/notebook-times-$(NB_PROFILE).json
 	cp -r _config.yml _toc.yml book labs $(STAGE)/
 	cp genai_lab/assets/require.js $(STAGE)/book/_vendor/   # one vendored copy serves bertviz and widgets
+	$(PY) -m genai_lab launch-links $(STAGE)
 	$(if $(NB_CACHE),$(PY) .ci/nbcache.py restore $(STAGE) $(NB_PROFILE) $(NB_CACHE))
 	@echo "[notebooks] profile $(NB_PROFILE): $(JOBS) at a time with $(THREADS) threads each, then timing notebooks alone with $(CORES)"
 	$(call NB_GROUP,others,GENAI_LAB_THREADS=$(THREADS),-n $(JOBS))

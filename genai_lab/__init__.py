@@ -12,6 +12,11 @@ stays fast and one optional dependency cannot break the others.
 from __future__ import annotations
 
 import importlib
+import os
+
+# Apple silicon: an operation the Metal (mps) backend lacks runs on the CPU instead of failing;
+# torch reads this when it first loads, so it is set before anything imports torch
+os.environ.setdefault("PYTORCH_ENABLE_MPS_FALLBACK", "1")
 
 from .config import LabConfig, current, setup
 

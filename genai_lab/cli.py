@@ -13,7 +13,7 @@ import platform
 import sys
 
 #: modules that add sub-commands: each defines ``add_cli(subparsers)``; missing ones are skipped.
-EXTRA_COMMANDS = ("genai_lab.rag.cli", "genai_lab.glossary")
+EXTRA_COMMANDS = ("genai_lab.rag.cli", "genai_lab.glossary", "genai_lab.launch", "genai_lab.serve.cli")
 
 
 def _versions() -> dict[str, str]:

@@ -27,13 +27,28 @@ PROFILES = ("smoke", "cpu", "gpu")
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def cache_dir() -> Path:
-    """Folder for downloaded data, converted models and checkpoints (git-ignored).
+def in_checkout() -> bool:
+    """Whether the package runs from a clone of the repository (``book/`` and ``pyproject.toml``
+    beside ``genai_lab/``) rather than from an installed copy in site-packages."""
+    return (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "book").is_dir()
 
-    ``$GENAI_LAB_DATA`` when set, else ``data/cache/`` inside the repository.
+
+def cache_dir() -> Path:
+    """Folder for downloaded data, converted models and checkpoints.
+
+    ``$GENAI_LAB_DATA`` when set; else ``data/cache/`` inside a checkout (git-ignored); else, for an
+    installed package (Colab, Kaggle, ``pip install``), the user's cache folder from platformdirs
+    (``~/.cache/genai-lab`` on Linux), so nothing is ever written inside site-packages.
     """
     root = os.environ.get("GENAI_LAB_DATA")
-    path = Path(root).expanduser() if root else REPO_ROOT / "data" / "cache"
+    if root:
+        path = Path(root).expanduser()
+    elif in_checkout():
+        path = REPO_ROOT / "data" / "cache"
+    else:
+        import platformdirs
+
+        path = Path(platformdirs.user_cache_dir("genai-lab", appauthor=False))
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -68,7 +83,7 @@ def check_data_dir() -> Path:
 
 def shared_dir() -> Path:
     """The offline mirror ``../shared`` next to the repository (may not exist)."""
-    return Path(os.environ.get("GENAI_LAB_SHARED", REPO_ROOT.parent / "shared"))
+    return Path(os.environ.get("GENAI_LAB_SHARED", REPO_ROOT.parent / "shared"))  # used only where it exists
 
 
 def say(message: str) -> None:
@@ -120,12 +135,24 @@ def pick_device(prefer: str | None = None) -> "Any":
     """Return the best ``torch.device``: cuda > mps > cpu, or ``prefer`` if given.
 
     ``$GENAI_LAB_DEVICE`` overrides the automatic choice (e.g. ``cpu`` on a GPU machine).
+    On Apple silicon (``mps``) an operation the Metal backend lacks falls back to the CPU
+    (``PYTORCH_ENABLE_MPS_FALLBACK=1``, set when ``genai_lab`` is imported before torch).
     """
     import torch
 
+    source = "device" if prefer else "GENAI_LAB_DEVICE"
     name = prefer or os.environ.get("GENAI_LAB_DEVICE")
     if name:
-        return torch.device(name)
+        try:
+            dev = torch.device(name)
+        except (RuntimeError, TypeError):
+            raise ValueError(f"{source}={name!r} is not a torch device (try 'cpu', 'cuda', 'cuda:1' or 'mps')") from None
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ValueError(f"{source}={name!r} but this machine has no CUDA GPU: use 'cpu'")
+        mps = getattr(torch.backends, "mps", None)
+        if dev.type == "mps" and not (mps is not None and mps.is_available()):
+            raise ValueError(f"{source}={name!r} but Apple's Metal backend is not available here: use 'cpu'")
+        return dev
     if torch.cuda.is_available():
         return torch.device("cuda")
     mps = getattr(torch.backends, "mps", None)
@@ -268,6 +295,9 @@ def setup(profile: str | None = None, *, seed: int = 0, device: str | None = Non
 
         install_figure_audit()
     seed_everything(seed)
+    from .launch import warn_if_restart_needed
+
+    warn_if_restart_needed()
     dev = pick_device(device)
     if chosen == "gpu" and dev.type == "cpu":
         logging.getLogger("genai_lab").warning("profile 'gpu' on a machine without a GPU: "

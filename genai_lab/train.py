@@ -14,6 +14,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Iterable, Iterator, Sequence
 
+from .parallel import launched_world_size
+
 
 @dataclass
 class History:
@@ -102,6 +104,10 @@ def train_loop(model, optimizer, batches: Iterable, loss_fn: Callable, steps: in
         max_seconds: stop early once this much wall time has passed (the time budget).
         progress: show a tqdm progress bar with the running loss.
         history: continue an earlier history (step numbers carry on).
+
+    Under ``accelerate launch`` (several processes) the loop is data-parallel: each process
+    trains on its slice of every batch and the gradients are averaged (:mod:`genai_lab.parallel`);
+    the history records the loss averaged over the processes.
     """
     import torch
     from tqdm.auto import tqdm
@@ -115,6 +121,11 @@ def train_loop(model, optimizer, batches: Iterable, loss_fn: Callable, steps: in
     hist = history if history is not None else History()
     offset = hist.steps[-1] + 1 if hist.steps else 0
     params = [p for g in optimizer.param_groups for p in g["params"]]
+    parallel = None
+    if launched_world_size() > 1:
+        from .parallel import DataParallel
+
+        parallel = DataParallel(params)
     it = iter(batches)
     start = time.perf_counter()
     bar = tqdm(range(steps), desc=desc, disable=not (progress and show_progress()), leave=False, mininterval=0.5)
@@ -132,15 +143,19 @@ def train_loop(model, optimizer, batches: Iterable, loss_fn: Callable, steps: in
     for i in bar:
         step = offset + i
         batch = next(it)
+        if parallel is not None:
+            batch = parallel.shard(batch)
         loss = loss_fn(model, batch)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        if parallel is not None:
+            parallel.average_gradients()
         if clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(params, clip_grad)
         optimizer.step()
         if scheduler is not None:
             scheduler.step()
-        value = float(loss.detach())
+        value = float(loss.detach()) if parallel is None else parallel.mean(float(loss.detach()))
         hist.steps.append(step)
         hist.losses.append(value)
         first = batch[0] if isinstance(batch, (tuple, list)) else batch
@@ -149,8 +164,10 @@ def train_loop(model, optimizer, batches: Iterable, loss_fn: Callable, steps: in
             bar.set_postfix(loss=f"{value:.3f}")
         if eval_fn is not None and eval_every and (i + 1) % eval_every == 0 and i + 1 < steps:
             run_eval(step)
-        if max_seconds is not None and time.perf_counter() - start > max_seconds:
-            break
+        if max_seconds is not None:
+            out_of_time = time.perf_counter() - start > max_seconds
+            if out_of_time if parallel is None else parallel.any(out_of_time):  # all processes stop together
+                break
     if eval_fn is not None:
         run_eval(step)
     hist.seconds += time.perf_counter() - start
