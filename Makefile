@@ -16,7 +16,8 @@ export PYTHONUNBUFFERED := 1
 # `make book` uses the automatic profile (gpu with CUDA, else cpu; smoke under CI);
 # `make test` always uses smoke. Notebooks whose lesson is a timing (.ci/notebooks.toml,
 # `timing = true`) run alone afterwards with every core; the others run JOBS at a time with
-# nproc/JOBS threads each. Every notebook has a wall-time budget per profile in
+# nproc/JOBS threads each, and those marked `late = true` (they reuse a model a timing notebook
+# or another notebook trains, e.g. the LoRA chapter's GPT) JOBS at a time after the timing ones. Every notebook has a wall-time budget per profile in
 # .ci/notebooks.toml: one over its budget fails with its name and time (.ci/nbbudget.py), and
 # the times go to _build/notebook-times-<profile>.json.
 JOBS ?= 2
@@ -63,6 +64,7 @@ notebooks: setup
 	@echo "[notebooks] profile $(NB_PROFILE): $(JOBS) at a time with $(THREADS) threads each, then timing notebooks alone with $(CORES)"
 	$(call NB_GROUP,others,GENAI_LAB_THREADS=$(THREADS),-n $(JOBS))
 	$(call NB_GROUP,timing,GENAI_LAB_THREADS=$(CORES),)
+	$(call NB_GROUP,late,GENAI_LAB_THREADS=$(THREADS),-n $(JOBS))
 	$(if $(NB_CACHE),$(PY) .ci/nbcache.py save $(STAGE) $(NB_PROFILE) $(NB_CACHE))
 	$(PY) -m pytest -p no:cacheprovider -q tests/site/test_outputs.py
 

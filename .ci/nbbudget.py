@@ -7,6 +7,7 @@ it finishes; nbmake's per-cell timeout stops a cell that hangs).  The times of e
 are written to ``--nb-times``, so a build reports them.  As a script:
 
     python .ci/nbbudget.py timing        # the notebooks that must run alone (one per line)
+    python .ci/nbbudget.py late          # notebooks that reuse a model a timing notebook trains
     python .ci/nbbudget.py others        # the rest of book/ and labs/
     python .ci/nbbudget.py total cpu     # the sum of the cpu budgets
     python .ci/nbbudget.py timing --stage _stage   # their stage copies, less those reused from the cache
@@ -46,11 +47,24 @@ def budget(key: str, profile: str, data: dict | None = None) -> int:
     return int(entry.get(profile, default[profile]))
 
 
-def notebooks(timing: bool, data: dict | None = None) -> list[str]:
+GROUPS = ("others", "timing", "late")
+
+
+def group_of(key: str, data: dict | None = None) -> str:
+    """``timing`` (runs alone), ``late`` (needs a model a timing notebook trains: runs after them)
+    or ``others``."""
+    entry = (data or load()).get("notebook", {}).get(key, {})
+    if entry.get("timing") and entry.get("late"):
+        raise ValueError(f"{key}: a notebook is either timing or late, not both")
+    return "timing" if entry.get("timing") else "late" if entry.get("late") else "others"
+
+
+def notebooks(group: str, data: dict | None = None) -> list[str]:
+    if group not in GROUPS:
+        raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
     data = data or load()
-    flagged = {k for k, v in data.get("notebook", {}).items() if v.get("timing")}
     every = sorted(str(p.relative_to(ROOT)) for folder in ("book", "labs") for p in (ROOT / folder).glob("*.ipynb"))
-    return [k for k in every if (k in flagged) == timing]
+    return [k for k in every if group_of(k, data) == group]
 
 
 # ---------------------------------------------------------------------------- pytest plugin
@@ -106,14 +120,14 @@ def main(argv: list[str]) -> int:
     if "--stage" in argv:  # stage paths, leaving out the notebooks nbcache.py restored there
         i = argv.index("--stage")
         stage, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
-    if argv[:1] in (["timing"], ["others"]):
-        keys = notebooks(argv[0] == "timing", data)
+    if argv[:1] and argv[0] in GROUPS:
+        keys = notebooks(argv[0], data)
         if stage is not None:
             done = set((stage / ".restored").read_text().split()) if (stage / ".restored").is_file() else set()
             keys = [str(stage / k) for k in keys if str(stage / k) not in done]
         print("\n".join(keys))
     elif argv[:1] == ["total"] and len(argv) == 2 and argv[1] in PROFILES:
-        keys = notebooks(True, data) + notebooks(False, data)
+        keys = [k for g in GROUPS for k in notebooks(g, data)]
         print(sum(budget(k, argv[1], data) for k in keys))
     else:
         print(__doc__, file=sys.stderr)
