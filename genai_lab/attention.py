@@ -502,6 +502,109 @@ def plot_attention_grid(attentions: Sequence[Tensor], tokens: Sequence[str], *,
     return fig
 
 
+# --------------------------------------------------------------------------- a diagram of the blocks
+_BLOCK_COLOURS = {"embed": "#f9d0d9", "attention": "#fcd9b6", "norm": "#f4efb0", "ff": "#c9e3f6",
+                  "out": "#e0d4f5"}
+
+
+def plot_transformer_diagram(encoder_layers: int | None = None, decoder_layers: int | None = None, *,
+                             title: str = "The Transformer's blocks (after Figure 1 of Vaswani et al., 2017)"):
+    """Boxes and arrows of the encoder–decoder Transformer, bottom (tokens) to top (probabilities).
+
+    Encoder (left): embedding × √D → + positional encoding → [multi-head self-attention → add &
+    norm → feed-forward → add & norm] × N. Decoder (right): the same, with *masked* self-attention
+    and a cross-attention block whose keys and values come from the encoder's output, then linear
+    → softmax. The thin side arrows are the residual ("add") connections.
+
+    Args:
+        encoder_layers, decoder_layers: the N written beside each stack (``None``: the letter N).
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    for name, value in (("encoder_layers", encoder_layers), ("decoder_layers", decoder_layers)):
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+            raise ValueError(f"{name} must be a positive int or None, got {value!r}")
+    if not isinstance(title, str):
+        raise TypeError(f"title must be a str, got {type(title).__name__}")
+    width, height = 3.6, 0.6
+    fig, ax = plt.subplots(figsize=(9.5, 10))
+    ax.set(xlim=(0, 12), ylim=(0, 13.4))
+    ax.axis("off")
+
+    def arrow(start, end, **kw):
+        style = {"arrowstyle": "-|>", "color": "0.25", "lw": 1.2, "shrinkA": 0, "shrinkB": 0} | kw
+        ax.annotate("", xy=end, xytext=start, arrowprops=style)
+
+    def box(x, y, text, kind):
+        ax.add_patch(FancyBboxPatch((x - width / 2, y - height / 2), width, height, fc=_BLOCK_COLOURS[kind],
+                                    ec="0.3", boxstyle="round,pad=0,rounding_size=0.12"))
+        ax.text(x, y, text, ha="center", va="center", fontsize=9.5)
+
+    def stack(x, blocks, residual_side):
+        """Boxes from y = 3.9 upwards, 1.1 apart; a residual arrow around each sub-layer."""
+        ys = [3.9 + 1.1 * i for i in range(len(blocks))]
+        for i, ((text, kind), y) in enumerate(zip(blocks, ys)):
+            box(x, y, text, kind)
+            if i:
+                arrow((x, ys[i - 1] + height / 2), (x, y - height / 2))
+            if kind != "norm":  # a sub-layer: its input also goes round it to the add & norm above
+                side = x + residual_side * (width / 2 + 0.3)
+                junction = y - height / 2 - 0.2
+                ax.plot([x, side, side], [junction, junction, ys[i + 1]], color="0.45", lw=1)
+                arrow((side, ys[i + 1]), (x + residual_side * width / 2, ys[i + 1]), color="0.45")
+        return ys
+
+    def column(x, tokens, embed_text):
+        ax.text(x, 0.5, tokens, ha="center", va="center", fontsize=9.5, style="italic")
+        arrow((x, 0.7), (x, 1.5 - height / 2))
+        box(x, 1.5, embed_text, "embed")
+        arrow((x, 1.5 + height / 2), (x, 2.5 - height / 2))
+        box(x, 2.5, "+ positional encoding", "embed")
+        arrow((x, 2.5 + height / 2), (x, 3.9 - height / 2))
+
+    def frame(x, top, label, label_x):
+        ax.add_patch(FancyBboxPatch((x - width / 2 - 0.45, 3.2), width + 0.9, top - 3.2, fc="none", ec="0.55",
+                                    ls="--", boxstyle="round,pad=0,rounding_size=0.2"))
+        ax.text(label_x, (3.2 + top) / 2, label, ha="center", va="center", rotation=90, fontsize=10)
+
+    n_enc = "N" if encoder_layers is None else str(encoder_layers)
+    n_dec = "N" if decoder_layers is None else str(decoder_layers)
+    ex, dx = 3.0, 8.5
+    column(ex, "source tokens", "input embedding × √D")
+    enc = stack(ex, [("multi-head self-attention", "attention"), ("add & norm", "norm"),
+                     ("feed-forward (per position)", "ff"), ("add & norm", "norm")], +1)
+    frame(ex, enc[-1] + 0.75, f"encoder layer × {n_enc}", ex - width / 2 - 0.8)
+
+    column(dx, "target tokens, shifted right", "output embedding × √D")
+    dec = stack(dx, [("masked multi-head self-attention", "attention"), ("add & norm", "norm"),
+                     ("cross-attention (multi-head)", "attention"), ("add & norm", "norm"),
+                     ("feed-forward (per position)", "ff"), ("add & norm", "norm")], +1)
+    frame(dx, dec[-1] + 0.75, f"decoder layer × {n_dec}", dx + width / 2 + 0.8)
+
+    # the encoder's output (memory) feeds every decoder layer's cross-attention as keys and values
+    top, bend = enc[-1] + height / 2, enc[-1] + 1.3
+    middle = (ex + dx) / 2  # between the two frames
+    ax.plot([ex, ex, middle, middle], [top, bend, bend, dec[2]], color="#c0504d", lw=1.6)
+    arrow((middle, dec[2]), (dx - width / 2, dec[2]), color="#c0504d", lw=1.6)
+    ax.text((ex + middle) / 2, bend + 0.3, "encoder output → keys, values", ha="center", va="center",
+            fontsize=9, color="#c0504d")
+
+    head = dec[-1] + 1.7
+    arrow((dx, dec[-1] + height / 2), (dx, head - height / 2))
+    box(dx, head, "linear (to vocabulary size)", "out")
+    arrow((dx, head + height / 2), (dx, head + 0.9 - height / 2))
+    box(dx, head + 0.9, "softmax", "out")
+    arrow((dx, head + 0.9 + height / 2), (dx, head + 1.5))
+    ax.text(dx, head + 1.75, "next-token probabilities", ha="center", va="center", fontsize=9.5, style="italic")
+    ax.set_title(title)
+    fig.tight_layout()
+    return fig
+
+
 # --------------------------------------------------------------------------- cost
 def _sync(device) -> None:
     if torch.device(device).type == "cuda":
@@ -614,8 +717,8 @@ def rnn_vs_attention_step(seq_lens: Sequence[int], *, dim: int = 64, heads: int 
 # --------------------------------------------------------------------------- bench
 @register("attention", "attention vs PyTorch, MiniLM heads, reversal encoder-decoder, cost")
 def bench_attention(cfg) -> list[Metric]:
-    """The chapter's reference experiment: exactness, a trained encoder–decoder, pattern heads."""
-    from . import transformer
+    """The chapter's reference experiment: exactness, a trained encoder–decoder, pattern heads, BPE."""
+    from . import bpe, transformer
     from .models import load_minilm
 
     gen = torch.Generator().manual_seed(cfg.seed)
@@ -664,6 +767,7 @@ def bench_attention(cfg) -> list[Metric]:
                True, bar=None, unit="x"),
         Metric("lstm_vs_attention_step_ratio_longest", longest["rnn_seconds"] / longest["attention_seconds"],
                True, bar=None, unit="x"),
+        *bpe.bench_metrics(cfg),  # part 1's BPE: equal to the tokenizers library, and its compression
     ]
 
 

@@ -262,3 +262,50 @@ def test_bench_smoke_passes_its_bars():
     assert metrics["reversal_exact_match_heldout"].value >= baseline + 0.8
     assert metrics["minilm_previous_token_vs_uniform"].value > 4
     assert metrics["attention_time_loglog_slope"].value > 1.3  # clearly super-linear in T
+    assert metrics["bpe_heldout_chars_per_token"].value > 2  # 500 merges more than halve a line
+
+
+# --------------------------------------------------------------------------- one query by hand, the diagram
+def test_one_query_worked_by_hand_is_a_row_of_the_matrix_form():
+    """The page's hand-worked query (plain Python floats) equals the row of the matrix form."""
+    x = randn(5, 4, seed=7)
+    i = 4
+    scores = [float(x[i] @ key) for key in x]
+    scaled = [s / math.sqrt(4) for s in scores]
+    exps = [math.exp(s) for s in scaled]
+    weights = [e / sum(exps) for e in exps]
+    output = sum(w * v for w, v in zip(weights, x))
+    assert abs(sum(weights) - 1) < 1e-12
+    ours, our_weights = A.scaled_dot_product_attention(x, x, x)
+    torch.testing.assert_close(torch.tensor(weights, dtype=torch.float32), our_weights[i], atol=1e-6, rtol=0)
+    torch.testing.assert_close(output, ours[i], atol=1e-6, rtol=0)
+    torch.testing.assert_close(output, F.scaled_dot_product_attention(x[None], x[None], x[None])[0, i],
+                               atol=1e-6, rtol=0)
+
+
+def test_transformer_diagram_draws_every_block_without_overlaps():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from genai_lab.audit import figure_problems
+
+    fig = A.plot_transformer_diagram(2, 3)
+    ax = fig.axes[0]
+    texts = [t.get_text() for t in ax.texts if t.get_text()]
+    for block in ("input embedding × √D", "+ positional encoding", "multi-head self-attention",
+                  "masked multi-head self-attention", "cross-attention (multi-head)", "add & norm",
+                  "feed-forward (per position)", "softmax", "encoder layer × 2", "decoder layer × 3"):
+        assert block in texts, block
+    assert texts.count("add & norm") == 2 + 3  # encoder: 2 sub-layers, decoder: 3
+    assert ax.get_title() and figure_problems(fig) == []
+    plt.close(fig)
+    assert "encoder layer × N" in [t.get_text() for t in A.plot_transformer_diagram().axes[0].texts]
+    plt.close("all")
+    with pytest.raises(ValueError, match="encoder_layers"):
+        A.plot_transformer_diagram(0)
+    with pytest.raises(ValueError, match="decoder_layers"):
+        A.plot_transformer_diagram(2, "3")
+    with pytest.raises(TypeError, match="title"):
+        A.plot_transformer_diagram(title=None)

@@ -106,6 +106,7 @@ def test_the_wheel_installs_outside_the_checkout_and_runs_a_chapter(tmp_path):
 
     # 4. nothing written inside site-packages; the cache went to the user's folder
     assert _files(site / "genai_lab") == before
-    cache = tmp_path / "home" / ".cache" / "genai-lab"
-    assert cache.is_dir() and any(cache.rglob("*")), "expected data/checkpoints in the user cache folder"
+    where = _run([str(python), "-c", "from genai_lab.config import cache_dir; print(cache_dir())"], cwd=work,
+                 env=env).stdout.strip()
+    assert where == str(tmp_path / "home" / ".cache" / "genai-lab"), where  # the user's cache folder
     assert sorted(p.name for p in work.iterdir()) == [Path(NOTEBOOK).name]
