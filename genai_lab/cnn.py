@@ -9,10 +9,12 @@ What lives here:
 - convolution by hand: :func:`conv2d_manual`, :func:`max_pool2d_manual`,
   :func:`conv_output_size`, :func:`conv2d_parameter_count`, :func:`dense_parameter_count`,
   :func:`receptive_field` (the lab's reference answers);
+- kernels that are learned: :func:`learn_kernel` (gradient descent recovers a known filter such
+  as :data:`SOBEL_X`), :func:`smooth_energy_fraction` (how smooth a filter is);
 - translation: :func:`shift_images`, :func:`accuracy_vs_shift`, :func:`representation_change`,
   :func:`place_on_canvas`, :func:`position_probe_accuracy`;
-- transfer learning vs fine-tuning: :func:`pretrained_on_classes`, :func:`adapt_few_shot`,
-  :func:`compare_adaptation`.
+- transfer learning vs fine-tuning: :func:`pretrained_on_classes`, :func:`adaptation_setup`
+  (freezing and parameter groups), :func:`adapt_few_shot`, :func:`compare_adaptation`.
 
 Images everywhere are float32 ``(N, 1, H, W)`` in ``[0, 1]``; classifiers return logits ``(N, C)``.
 """
@@ -491,6 +493,94 @@ def measured_receptive_field(model: SmallCNN, image_size: int | None = None) -> 
     return int(rows.max() - rows.min() + 1)
 
 
+# --------------------------------------------------------------------------- kernels that are learned
+#: The Sobel kernel for vertical edges (right minus left, smoothed over three rows).
+SOBEL_X = ((-1.0, 0.0, 1.0), (-2.0, 0.0, 2.0), (-1.0, 0.0, 1.0))
+
+
+def learn_kernel(images: torch.Tensor, target_kernel: torch.Tensor, *, steps: int = 300,
+                 lr: float = 0.1, seed: int = 0) -> dict:
+    """Recover a known kernel from its outputs by gradient descent.
+
+    The targets are ``F.conv2d(images, target_kernel, padding=k // 2)``. A single
+    ``nn.Conv2d(1, 1, k, padding=k // 2, bias=False)``, initialised by PyTorch's default after
+    ``torch.manual_seed(seed)`` (the global RNG is left as it was), is trained with full-batch Adam
+    on the mean squared error for ``steps`` steps. The problem is linear least squares in the
+    ``k²`` weights, so the loss can reach zero exactly at ``target_kernel``.
+
+    Args:
+        images: ``(N, 1, H, W)`` floating point.
+        target_kernel: ``(k, k)`` or ``(1, 1, k, k)``, ``k`` odd.
+        steps, lr: Adam steps and learning rate.
+        seed: seed of the random initial kernel.
+
+    Returns:
+        ``{"kernel": (k, k), "initial": (k, k), "losses": [float] * steps}`` (``losses[t]`` is
+        the loss before update ``t``).
+    """
+    _check_images(images)
+    if images.shape[1] != 1:
+        raise ValueError(f"images must have one channel, got {images.shape[1]}")
+    if not isinstance(target_kernel, torch.Tensor):
+        raise TypeError(f"target_kernel must be a torch.Tensor, got {type(target_kernel).__name__}")
+    target_kernel = target_kernel.to(images.dtype)
+    if target_kernel.ndim == 2:
+        target_kernel = target_kernel[None, None]
+    k = target_kernel.shape[-1]
+    if target_kernel.shape != (1, 1, k, k) or k % 2 == 0:
+        raise ValueError(f"target_kernel must be (k, k) or (1, 1, k, k) with k odd, "
+                         f"got {tuple(target_kernel.shape)}")
+    _check_int(steps, "steps")
+    if not isinstance(lr, (int, float)) or lr <= 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    target = F.conv2d(images, target_kernel, padding=k // 2)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_check_int(seed, "seed", 0))
+        conv = nn.Conv2d(1, 1, k, padding=k // 2, bias=False).to(images.dtype)
+    initial = conv.weight.detach()[0, 0].clone()
+    opt = torch.optim.Adam(conv.parameters(), lr=lr)
+    losses = []
+    for _ in range(steps):
+        loss = F.mse_loss(conv(images), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    return {"kernel": conv.weight.detach()[0, 0].clone(), "initial": initial, "losses": losses}
+
+
+def smooth_energy_fraction(weight: torch.Tensor) -> torch.Tensor:
+    """How smooth each kernel is: the share of its energy that a plane can explain.
+
+    Every ``k×k`` kernel is fitted (least squares) by ``a + b·column + c·row``: a constant and a
+    linear ramp, the smoothest patterns a small kernel can hold (a blob of one sign, an oriented
+    edge like Sobel's). The result is ``‖fit‖² / ‖kernel‖²``: 1 for a pure ramp or constant, 0
+    for a pattern orthogonal to every plane (a zero-sum centre-surround such as the Laplacian). For
+    kernels of independent random weights the expected value is ``3 / k²`` (a third for 3×3),
+    whatever their scale.
+
+    Args:
+        weight: ``(..., k, k)``: a ``Conv2d`` weight ``(C_out, C_in, k, k)``, a stack of kernels
+            ``(C, k, k)`` or one kernel ``(k, k)``.
+
+    Returns:
+        ``weight.shape[:-2]`` (a 0-d tensor for a single kernel), values in ``[0, 1]``.
+    """
+    if not isinstance(weight, torch.Tensor):
+        raise TypeError(f"weight must be a torch.Tensor, got {type(weight).__name__}")
+    if weight.ndim < 2 or weight.shape[-1] != weight.shape[-2] or weight.shape[-1] < 2:
+        raise ValueError(f"weight must have shape (..., k, k) with k ≥ 2, got {tuple(weight.shape)}")
+    k = weight.shape[-1]
+    w = weight.detach().double().flatten(-2)                        # (..., k²)
+    coords = torch.arange(k, dtype=torch.float64) - (k - 1) / 2
+    rows, cols = torch.meshgrid(coords, coords, indexing="ij")
+    basis = torch.stack([torch.ones(k * k, dtype=torch.float64), cols.flatten(), rows.flatten()])
+    basis = basis / basis.norm(dim=1, keepdim=True)                 # orthonormal: centred coords
+    fitted = (w @ basis.T).pow(2).sum(-1)                           # energy in the plane
+    fraction = fitted / w.pow(2).sum(-1).clamp_min(1e-30)
+    return fraction.to(weight.dtype) if weight.is_floating_point() else fraction.float()
+
+
 # --------------------------------------------------------------------------- translation
 def shift_images(x: torch.Tensor, dx: int = 0, dy: int = 0) -> torch.Tensor:
     """Move images ``dx`` pixels right and ``dy`` pixels down (negative: left/up), filling with 0.
@@ -677,19 +767,27 @@ def pretrained_on_classes(cfg, dataset: str = "digits", classes: Sequence[int] =
 
 
 ADAPT_METHODS = ("transfer learning", "fine-tuning", "from scratch")
+#: Learning rate of the new output layer (fine-tuning moves the pretrained layers at a tenth of it).
+ADAPT_LR = 3e-3
 
 
-def adapt_few_shot(pretrained: SmallCNN, data: ImageData, method: str, *, steps: int = 300,
-                   lr: float = 3e-3, seed: int = 0, device=None) -> dict:
-    """Adapt a CNN pretrained on other classes to the classes of ``data``, one of three ways.
+def adaptation_setup(pretrained: SmallCNN, num_classes: int, method: str, *, lr: float = ADAPT_LR,
+                     seed: int = 0) -> tuple[SmallCNN, list[dict]]:
+    """The model to train and the optimizer's parameter groups for one way of adapting
+    ``pretrained`` to ``num_classes`` new classes (nothing is trained here).
 
-    - ``"transfer learning"``: copy ``pretrained``, replace its output layer, freeze everything
-      else; only the new output layer learns (the pretrained features are used as they are);
-    - ``"fine-tuning"``: copy ``pretrained``, replace its output layer, update *all* layers
-      (the pretrained ones at ``lr / 10`` so they move gently);
-    - ``"from scratch"``: a freshly initialised CNN of the same shape, every layer trained.
+    - ``"transfer learning"``: a copy of ``pretrained`` with a new output layer; every other
+      parameter is frozen (``requires_grad`` off), one group: the new layer at ``lr``;
+    - ``"fine-tuning"``: a copy with a new output layer, nothing frozen; two groups: the new layer
+      at ``lr``, every pretrained parameter at ``lr / 10`` so the pretrained layers move gently;
+    - ``"from scratch"``: a freshly initialised CNN of the same shape, one group at ``lr``.
 
-    Returns ``{"method", "test_accuracy", "trainable_parameters", "seconds", "model"}``.
+    ``pretrained`` itself is never modified. The new output layer (and the scratch CNN) are
+    initialised from ``seed + 1``, leaving the global RNG as it was.
+
+    Returns:
+        ``(model, groups)``: ``torch.optim.Adam(groups)`` trains exactly the parameters of the
+        method (those with ``requires_grad``).
     """
     import copy
 
@@ -697,30 +795,46 @@ def adapt_few_shot(pretrained: SmallCNN, data: ImageData, method: str, *, steps:
         raise ValueError(f"method must be one of {ADAPT_METHODS}, got {method!r}")
     if not isinstance(pretrained, SmallCNN):
         raise TypeError(f"pretrained must be a SmallCNN, got {type(pretrained).__name__}")
+    _check_int(num_classes, "num_classes", 2)
+    if not isinstance(lr, (int, float)) or lr <= 0:
+        raise ValueError(f"lr must be a positive number, got {lr!r}")
+    arch = CNNConfig(**{**asdict(pretrained.config), "num_classes": num_classes})
+    if method == "from scratch":
+        model = build_cnn(arch, seed=seed + 1).to(next(pretrained.parameters()).device)
+        return model, [{"params": list(model.parameters()), "lr": lr}]
+    model = copy.deepcopy(pretrained)
+    model.config = arch
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed + 1)
+        model.head[-1] = nn.Linear(model.head[-1].in_features, num_classes)
+    model.to(next(pretrained.parameters()).device)
+    new_layer = list(model.head[-1].parameters())
+    backbone = [p for p in model.parameters() if all(p is not q for q in new_layer)]
+    if method == "transfer learning":
+        for p in backbone:
+            p.requires_grad_(False)
+        return model, [{"params": new_layer, "lr": lr}]
+    return model, [{"params": new_layer, "lr": lr}, {"params": backbone, "lr": lr / 10}]
+
+
+def adapt_few_shot(pretrained: SmallCNN, data: ImageData, method: str, *, steps: int = 300,
+                   lr: float = ADAPT_LR, seed: int = 0, device=None) -> dict:
+    """Adapt a CNN pretrained on other classes to the classes of ``data``, one of three ways
+    (:data:`ADAPT_METHODS`, set up by :func:`adaptation_setup`: what is frozen, which learning
+    rate each parameter group gets), then train it with Adam + cross-entropy for ``steps`` steps.
+
+    Returns ``{"method", "test_accuracy", "trainable_parameters", "seconds", "model"}``.
+    """
+    if method not in ADAPT_METHODS:
+        raise ValueError(f"method must be one of {ADAPT_METHODS}, got {method!r}")
+    if not isinstance(pretrained, SmallCNN):
+        raise TypeError(f"pretrained must be a SmallCNN, got {type(pretrained).__name__}")
     if not isinstance(data, ImageData):
         raise TypeError(f"data must be an ImageData, got {type(data).__name__}")
     _check_int(steps, "steps")
-    arch = CNNConfig(**{**asdict(pretrained.config), "num_classes": len(data.classes)})
-    if method == "from scratch":
-        model = build_cnn(arch, seed=seed + 1)
-    else:
-        model = copy.deepcopy(pretrained)
-        model.config = arch
-        with torch.random.fork_rng(devices=[]):
-            torch.manual_seed(seed + 1)
-            model.head[-1] = nn.Linear(model.head[-1].in_features, len(data.classes))
+    model, groups = adaptation_setup(pretrained, len(data.classes), method, lr=lr, seed=seed)
     device = device or next(pretrained.parameters()).device
     model.to(device)
-    new_layer = list(model.head[-1].parameters())
-    if method == "transfer learning":
-        model.requires_grad_(False)
-        model.head[-1].requires_grad_(True)
-        groups = [{"params": new_layer, "lr": lr}]
-    elif method == "fine-tuning":
-        old = [p for n, p in model.named_parameters() if not n.startswith(f"head.{len(model.head) - 1}.")]
-        groups = [{"params": new_layer, "lr": lr}, {"params": old, "lr": lr / 10}]
-    else:
-        groups = [{"params": model.parameters(), "lr": lr}]
     opt = torch.optim.Adam(groups)
     gen = torch.Generator().manual_seed(seed)
     batches = infinite_batches(data.train_x, data.train_y, batch_size=min(64, len(data.train_y)),

@@ -69,6 +69,46 @@ def test_receptive_field_formula_and_measurement_agree():
         assert cnn.receptive_field(cnn.cnn_layer_specs(model)) == cnn.measured_receptive_field(model)
 
 
+# --------------------------------------------------------------------------- kernels that are learned
+def test_learn_kernel_recovers_sobel_from_its_outputs():
+    images = gl.data.load_digits().test_x[:256]
+    sobel = torch.tensor(cnn.SOBEL_X)
+    state = torch.random.get_rng_state()
+    out = cnn.learn_kernel(images, sobel, steps=300, lr=0.1, seed=0)
+    assert torch.equal(torch.random.get_rng_state(), state)  # global RNG untouched
+    assert (out["initial"] - sobel).abs().max() > 1.0         # it starts far away...
+    assert (out["kernel"] - sobel).abs().max() < 0.01         # ...and ends on Sobel
+    assert len(out["losses"]) == 300 and out["losses"][-1] < 1e-4 * out["losses"][0]
+    # the initial kernel is PyTorch's default Conv2d init after manual_seed(seed)
+    torch.manual_seed(0)
+    ref = nn.Conv2d(1, 1, 3, padding=1, bias=False).weight.detach()[0, 0]
+    torch.testing.assert_close(out["initial"], ref)
+    again = cnn.learn_kernel(images, sobel[None, None], steps=300, lr=0.1, seed=0)
+    assert torch.equal(again["kernel"], out["kernel"])
+
+
+def test_smooth_energy_fraction_matches_a_least_squares_plane_fit():
+    w = torch.randn(6, 2, 3, 3, generator=torch.Generator().manual_seed(7))
+    ours = cnn.smooth_energy_fraction(w)
+    assert ours.shape == (6, 2)
+    r, c = torch.meshgrid(torch.arange(3.), torch.arange(3.), indexing="ij")
+    design = torch.stack([torch.ones(9), c.flatten(), r.flatten()], 1).double()   # (9, 3)
+    for kernel, value in zip(w.flatten(0, 1), ours.flatten()):
+        target = kernel.flatten().double()[:, None]
+        fit = design @ torch.linalg.lstsq(design, target).solution
+        assert float(value) == pytest.approx(float(fit.pow(2).sum() / target.pow(2).sum()), abs=1e-6)
+    sobel = torch.tensor(cnn.SOBEL_X)
+    assert float(cnn.smooth_energy_fraction(sobel)) == pytest.approx(8 / 9)
+    assert float(cnn.smooth_energy_fraction(0.3 + 2 * c - r)) == pytest.approx(1.0)
+    laplacian = torch.tensor([[0., 1., 0.], [1., -4., 1.], [0., 1., 0.]])
+    assert float(cnn.smooth_energy_fraction(laplacian)) == pytest.approx(0.0, abs=1e-9)
+    # independent random weights: 3 / k² on average, whatever their scale
+    many = torch.randn(20000, 1, 3, 3, generator=torch.Generator().manual_seed(8))
+    assert float(cnn.smooth_energy_fraction(100 * many).mean()) == pytest.approx(1 / 3, abs=0.01)
+    big = torch.randn(4000, 1, 5, 5, generator=torch.Generator().manual_seed(9))
+    assert float(cnn.smooth_energy_fraction(big).mean()) == pytest.approx(3 / 25, abs=0.01)
+
+
 # --------------------------------------------------------------------------- networks
 def test_cnn_and_mlp_shapes_and_seeding():
     model = cnn.build_cnn(cnn.CNNConfig(image_size=28, channels=(8, 16), hidden=32))
@@ -145,6 +185,45 @@ def test_adapt_few_shot_trains_the_right_parameters():
     assert all(torch.equal(p, before[n]) for n, p in pre.named_parameters())  # pretrained untouched
 
 
+def test_adaptation_setup_freezes_and_groups_the_right_parameters():
+    pre = cnn.build_cnn(cnn.CNNConfig(num_classes=5))
+    total = gl.train.count_parameters(pre)
+    new_layer = 128 * 3 + 3                                   # flatten(32·2·2) → 3 classes
+
+    def names(model, params):
+        ids = {id(p) for p in params}
+        return {n for n, p in model.named_parameters() if id(p) in ids}
+
+    model, groups = cnn.adaptation_setup(pre, 3, "transfer learning", lr=0.01)
+    assert [g["lr"] for g in groups] == [0.01]
+    assert names(model, groups[0]["params"]) == {"head.1.weight", "head.1.bias"}
+    assert {n for n, p in model.named_parameters() if p.requires_grad} == {"head.1.weight", "head.1.bias"}
+    assert gl.train.count_parameters(model, trainable_only=True) == new_layer
+    assert model(torch.zeros(2, 1, 8, 8)).shape == (2, 3)
+
+    model, groups = cnn.adaptation_setup(pre, 3, "fine-tuning", lr=0.01)
+    assert [g["lr"] for g in groups] == [0.01, 0.001]
+    assert names(model, groups[0]["params"]) == {"head.1.weight", "head.1.bias"}
+    assert names(model, groups[1]["params"]) == {n for n, _ in model.named_parameters()} - {
+        "head.1.weight", "head.1.bias"}
+    assert all(p.requires_grad for p in model.parameters())
+    assert gl.train.count_parameters(model) == total - (128 * 5 + 5) + new_layer
+    # the copied backbone starts where the pretrained one is, and is a copy
+    assert torch.equal(model.features[0][0].weight, pre.features[0][0].weight)
+    assert model.features[0][0].weight is not pre.features[0][0].weight
+
+    model, groups = cnn.adaptation_setup(pre, 3, "from scratch", lr=0.01)
+    assert len(groups) == 1 and len(groups[0]["params"]) == len(list(model.parameters()))
+    assert not torch.equal(model.features[0][0].weight, pre.features[0][0].weight)
+    assert all(p.requires_grad for p in pre.parameters())   # the pretrained model is untouched
+
+    # with a hidden layer in the head, fine-tuning still moves every pretrained layer gently
+    deep = cnn.build_cnn(cnn.CNNConfig(hidden=16, num_classes=5))
+    model, groups = cnn.adaptation_setup(deep, 3, "fine-tuning")
+    assert names(model, groups[1]["params"]) >= {"head.1.weight", "features.0.0.weight"}
+    assert names(model, groups[0]["params"]) == {"head.3.weight", "head.3.bias"}
+
+
 # --------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize("call,exc,word", [
     (lambda: cnn.conv2d_manual(torch.zeros(1, 8, 8), torch.zeros(1, 1, 3, 3)), ValueError, "x"),
@@ -168,6 +247,15 @@ def test_adapt_few_shot_trains_the_right_parameters():
     (lambda: cnn.few_shot(_toy_data(), 11), ValueError, "shots_per_class"),
     (lambda: cnn.adapt_few_shot(cnn.build_cnn(), _toy_data(), "lora"), ValueError, "method"),
     (lambda: cnn.adapt_few_shot(None, _toy_data(), "fine-tuning"), TypeError, "pretrained"),
+    (lambda: cnn.adaptation_setup(cnn.build_cnn(), 3, "freeze"), ValueError, "method"),
+    (lambda: cnn.adaptation_setup(cnn.build_cnn(), 1, "fine-tuning"), ValueError, "num_classes"),
+    (lambda: cnn.adaptation_setup(cnn.build_cnn(), 3, "fine-tuning", lr=0), ValueError, "lr"),
+    (lambda: cnn.learn_kernel(torch.zeros(2, 3, 8, 8), torch.zeros(3, 3)), ValueError, "images"),
+    (lambda: cnn.learn_kernel(torch.zeros(2, 1, 8, 8), torch.zeros(2, 2)), ValueError, "target_kernel"),
+    (lambda: cnn.learn_kernel(torch.zeros(2, 1, 8, 8), [[1.0]]), TypeError, "target_kernel"),
+    (lambda: cnn.learn_kernel(torch.zeros(2, 1, 8, 8), torch.zeros(3, 3), steps=0), ValueError, "steps"),
+    (lambda: cnn.smooth_energy_fraction([[1.0, 2.0], [3.0, 4.0]]), TypeError, "weight"),
+    (lambda: cnn.smooth_energy_fraction(torch.zeros(4, 3, 2)), ValueError, "weight"),
     (lambda: cnn.place_on_canvas(torch.zeros(1, 1, 8, 8), 10, 4), ValueError, "width"),
 ])
 def test_bad_input_raises_naming_the_argument(call, exc, word):
@@ -188,6 +276,11 @@ def test_trained_classifier_and_bench_smoke_clear_the_bars(cfg):
     cnn_shift = cnn.accuracy_vs_shift(model, data.test_x, data.test_y, shifts=(1,))[1]
     mlp_shift = cnn.accuracy_vs_shift(mlp, data.test_x, data.test_y, shifts=(1,))[1]
     assert cnn_shift > mlp_shift + 0.05  # weight sharing + pooling: more robust to a 1-pixel shift
+    # the first-layer filters moved away from their random start towards smooth blobs and edges
+    before = cnn.build_cnn(model.config, seed=cfg.seed).features[0][0].weight.detach()
+    after = model.features[0][0].weight.detach().cpu()
+    smooth = [float(cnn.smooth_energy_fraction(w).mean()) for w in (before, after, after - before)]
+    assert smooth[1] > smooth[0] + 0.05 and smooth[2] > max(smooth[1], smooth[0] + 0.15), smooth
     rows = gl.bench.run_chapter("cnn", cfg)  # reuses the cached weights trained above
     barred = [r for r in rows if r["bar"] is not None]
     assert barred and all(r["passed"] is True for r in barred), barred
