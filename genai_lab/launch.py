@@ -181,6 +181,12 @@ def write_setup_cells(root: str | Path | None = None) -> list[str]:
         want = setup_cell_source(notebook_extras(path))
         if cell is None or cell.source == want or "import genai_lab as gl" not in cell.source:
             continue
+        # lines other than the two set-up lines (e.g. a lab's checks import) move to a cell of their own
+        rest = [line for line in cell.source.splitlines()
+                if line.strip() not in ("import genai_lab as gl", "cfg = gl.setup()")]
+        if rest and not cell.source.lstrip().startswith("#"):
+            position = nb.cells.index(cell)
+            nb.cells.insert(position + 1, nbformat.v4.new_code_cell("\n".join(rest)))
         cell.source = want
         nbformat.write(nb, path)
         changed.append(path.relative_to(root).as_posix())

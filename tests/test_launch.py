@@ -164,3 +164,18 @@ def test_mps_falls_back_to_the_cpu_for_missing_operations():
     import genai_lab  # noqa: F401  (the import sets it)
 
     assert os.environ.get("PYTORCH_ENABLE_MPS_FALLBACK") == "1"
+
+
+def test_writing_the_setup_cell_keeps_other_lines_of_the_old_cell(tmp_path):
+    import nbformat
+
+    (tmp_path / "labs").mkdir()
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Lab"),
+                                         nbformat.v4.new_code_cell("import genai_lab as gl\ncfg = gl.setup()\n"
+                                                                   "from genai_lab.checks import intro as checks")])
+    nbformat.write(nb, tmp_path / "labs" / "00_x_lab.ipynb")
+    assert launch.write_setup_cells(tmp_path) == ["labs/00_x_lab.ipynb"]
+    cells = nbformat.read(tmp_path / "labs" / "00_x_lab.ipynb", as_version=4).cells
+    assert cells[1].source == launch.setup_cell_source()
+    assert cells[2].source == "from genai_lab.checks import intro as checks"
+    assert launch.write_setup_cells(tmp_path) == [] and launch.setup_cell_problems(tmp_path) == []
