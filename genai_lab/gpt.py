@@ -371,6 +371,154 @@ def evaluate_loss(model: TinyGPT, data: torch.Tensor, *, max_tokens: int | None 
     return total / count
 
 
+# --------------------------------------------------------------------------- judging text and context use
+
+
+@torch.no_grad()
+def mean_log_likelihood(model: TinyGPT, ids: torch.Tensor, start: int = 1, *, chunk: int = 2048) -> torch.Tensor:
+    """The model's mean log-probability per token of ``ids[:, start:]`` given what precedes it: (B,).
+
+    Each token is scored with the context :func:`generate` would have used for it: all earlier
+    tokens, cropped to the last ``block_size``.  So a continuation scored here gets exactly the
+    probabilities it was sampled from (at temperature 1, no filter).  ``ids``: int64 (B, T).
+    """
+    if not isinstance(model, TinyGPT):
+        raise TypeError(f"model must be a TinyGPT, got {type(model).__name__}")
+    if not isinstance(ids, torch.Tensor) or ids.dtype != torch.long or ids.ndim != 2:
+        raise TypeError("ids must be an int64 tensor of shape (B, T)")
+    if isinstance(start, bool) or not isinstance(start, int) or not 1 <= start < ids.shape[1]:
+        raise ValueError(f"start must be an int in [1, T={ids.shape[1]}), got {start!r}")
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    ids = ids.to(device)
+    block, T = model.config.block_size, ids.shape[1]
+    first = min(T - 1, block)  # targets 1..first: one pass over the first window
+    logp = torch.log_softmax(model(ids[:, :first]).logits.float(), -1)
+    scores = [logp.gather(-1, ids[:, 1:first + 1, None])[..., 0]]  # (B, first)
+    if T - 1 > block:  # target p > block sees ids[:, p - block:p]: one window per target
+        windows = ids[:, 1:T - 1].unfold(1, block, 1)  # (B, T - 1 - block, block)
+        flat = windows.reshape(-1, block)
+        last = torch.cat([model(flat[i:i + chunk]).logits[:, -1].float() for i in range(0, len(flat), chunk)])
+        last = torch.log_softmax(last, -1).view(ids.shape[0], -1, last.shape[-1])
+        scores.append(last.gather(-1, ids[:, block + 1:, None])[..., 0])
+    model.train(was_training)
+    return torch.cat(scores, dim=1)[:, start - 1:].mean(dim=1)
+
+
+def compare_decoding(model: TinyGPT, data: torch.Tensor, decodings: dict, *, n_samples: int = 16,
+                     prompt_len: int = 32, length: int = 160, seed: int = 0) -> list[dict]:
+    """Judge decoding rules against real text: same prompts, same lengths, same measures.
+
+    Cuts ``n_samples`` windows of ``prompt_len + length`` tokens, evenly spaced over ``data``
+    (int64 (N,), held-out text); the first ``prompt_len`` tokens of each are the prompt.  The
+    first row, ``"validation text"``, measures the real continuations; then one row per entry of
+    ``decodings`` (a name → keyword arguments of :func:`generate`, e.g. ``{"do_sample": True,
+    "top_k": 10}``; each sampler gets a generator seeded with ``seed``).  Every row holds ``name``,
+    the :func:`genai_lab.sampling.text_diversity` measures of the continuations, ``log_likelihood``
+    (the model's mean log-probability per token of the continuations given their prompts, in nats)
+    and ``continuations`` (int64 (n_samples, length)).
+    """
+    from .sampling import text_diversity
+
+    if not isinstance(decodings, dict) or not decodings or any(not isinstance(v, dict) for v in decodings.values()):
+        raise TypeError("decodings must be a non-empty dict of name → dict of generate() keyword arguments")
+    for name, value in (("n_samples", n_samples), ("prompt_len", prompt_len), ("length", length)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    if prompt_len > model.config.block_size:
+        raise ValueError(f"prompt_len must be ≤ block_size={model.config.block_size}, got {prompt_len}")
+    if not isinstance(data, torch.Tensor) or data.ndim != 1 or data.dtype != torch.long:
+        raise TypeError("data must be a 1-D int64 tensor")
+    window = prompt_len + length
+    if len(data) < window:
+        raise ValueError(f"data must hold at least prompt_len + length = {window} tokens, got {len(data)}")
+    device = next(model.parameters()).device
+    starts = torch.linspace(0, len(data) - window, n_samples).long()
+    real = torch.stack([data[s:s + window] for s in starts.tolist()]).to(device)  # (n_samples, window)
+    prompts = real[:, :prompt_len]
+    outputs = {"validation text": real}
+    for name, kwargs in decodings.items():
+        gen = torch.Generator(device=device).manual_seed(seed)
+        outputs[name] = generate(model, prompts, length, generator=gen, **kwargs)
+    rows = []
+    for name, full in outputs.items():
+        new = full[:, prompt_len:]
+        rows.append({"name": name, **text_diversity(new.tolist()),
+                     "log_likelihood": float(mean_log_likelihood(model, full, prompt_len).mean()),
+                     "continuations": new.cpu()})
+    return rows
+
+
+@torch.no_grad()
+def loss_by_position(model: TinyGPT, data: torch.Tensor, *, max_windows: int | None = None,
+                     batch_size: int = 64) -> torch.Tensor:
+    """Mean cross-entropy (nats/token) at each position of the context window: float (block_size,).
+
+    ``data`` (int64 (N,)) is cut into side-by-side windows of ``block_size`` inputs (the windows
+    of :func:`evaluate_loss`, so the mean of the result is its loss); entry ``t`` is the loss of
+    predicting a window's token ``t + 1`` from the ``t + 1`` tokens before it.  A model that uses
+    its context has a curve that falls with the position; one that ignores it, a flat one.
+    ``max_windows`` keeps only the first that many windows.
+    """
+    if not isinstance(model, TinyGPT):
+        raise TypeError(f"model must be a TinyGPT, got {type(model).__name__}")
+    if not isinstance(data, torch.Tensor) or data.ndim != 1 or data.dtype != torch.long:
+        raise TypeError("data must be a 1-D int64 tensor")
+    block = model.config.block_size
+    if len(data) <= block:
+        raise ValueError(f"data must be longer than block_size={block}, got {len(data)} tokens")
+    if max_windows is not None and (isinstance(max_windows, bool) or not isinstance(max_windows, int)
+                                    or max_windows < 1):
+        raise ValueError(f"max_windows must be a positive int or None, got {max_windows!r}")
+    starts = list(range(0, len(data) - block, block))[:max_windows]
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total = torch.zeros(block, dtype=torch.float64)
+    for s in range(0, len(starts), batch_size):
+        chunk = starts[s:s + batch_size]
+        x = torch.stack([data[i:i + block] for i in chunk]).to(device)
+        y = torch.stack([data[i + 1:i + block + 1] for i in chunk]).to(device)
+        nll = F.cross_entropy(model(x).logits.float().transpose(1, 2), y, reduction="none")  # (B, T)
+        total += nll.sum(dim=0).double().cpu()
+    model.train(was_training)
+    return (total / len(starts)).float()
+
+
+#: published model sizes and training tokens the chapter compares with (``None``: not stated)
+PUBLISHED_DATA_SCALE = {
+    "GPT-2 (Radford et al., 2019)": {"parameters": 1.5e9, "tokens": None,
+                                     "data": "WebText: 8M documents, 40 GB of text; token count not stated"},
+    "GPT-3 (Brown et al., 2020)": {"parameters": 175e9, "tokens": 300e9, "data": "300B tokens"},
+    "Chinchilla (Hoffmann et al., 2022)": {"parameters": 70e9, "tokens": 1.4e12, "data": "1.4T tokens"},
+}
+#: Hoffmann et al. (2022): compute-optimal training uses about 20 tokens per parameter
+CHINCHILLA_TOKENS_PER_PARAMETER = 20
+
+
+def training_data_scale(steps: int, batch_size: int, block_size: int, parameters: int,
+                        train_tokens: int | None = None) -> dict:
+    """How much text a run saw: tokens = steps × batch_size × block_size (every position is a target).
+
+    Returns ``tokens``, ``parameters``, ``tokens_per_parameter``, and, when ``train_tokens`` (the
+    size of the training split) is given, ``epochs`` (passes over it) and ``chinchilla_epochs``
+    (passes needed for :data:`CHINCHILLA_TOKENS_PER_PARAMETER` tokens per parameter).
+    """
+    for name, value in (("steps", steps), ("batch_size", batch_size), ("block_size", block_size),
+                        ("parameters", parameters)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"{name} must be a positive int, got {value!r}")
+    tokens = steps * batch_size * block_size
+    out = {"tokens": tokens, "parameters": parameters, "tokens_per_parameter": tokens / parameters}
+    if train_tokens is not None:
+        if isinstance(train_tokens, bool) or not isinstance(train_tokens, int) or train_tokens < 1:
+            raise ValueError(f"train_tokens must be a positive int or None, got {train_tokens!r}")
+        out["epochs"] = tokens / train_tokens
+        out["chinchilla_epochs"] = CHINCHILLA_TOKENS_PER_PARAMETER * parameters / train_tokens
+    return out
+
+
 # --------------------------------------------------------------------------- training
 
 

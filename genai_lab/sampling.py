@@ -196,6 +196,74 @@ def distinct_n(texts: Sequence[str] | Iterable[Sequence], n: int) -> float:
     return len(grams) / total
 
 
+def _check_one_text(text, name: str = "text") -> list:
+    if isinstance(text, (str, bytes)):
+        return list(text)
+    if hasattr(text, "tolist"):  # a 1-D tensor or array of token ids
+        text = text.tolist()
+    if not isinstance(text, Sequence) or any(isinstance(t, (list, tuple)) for t in text):
+        raise TypeError(f"{name} must be one sequence (a str or a list of tokens), got {type(text).__name__}")
+    return list(text)
+
+
+def repeated_ngram_fraction(text: Sequence, n: int = 4) -> float:
+    """Share of the ``n``-grams of ONE text that already occurred earlier in the same text.
+
+    ``1 - distinct_n([text], n)``: 0 when no ``n``-gram repeats, near 1 when the text loops.
+    ``"abcabc"`` with ``n=3`` has the 3-grams abc, bca, cab, abc: one of four repeats → 0.25.
+    """
+    items = _check_one_text(text)
+    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+        raise ValueError(f"n must be a positive int, got {n!r}")
+    if len(items) < n:
+        raise ValueError(f"text must be at least n={n} items long, got {len(items)}")
+    return 1.0 - distinct_n([items], n)
+
+
+def longest_repeated_span(text: Sequence) -> int:
+    """Length of the longest piece that occurs at least twice in ONE text (occurrences may overlap).
+
+    ``"abcabc"`` → 3 (``abc``); ``"aaaa"`` → 3 (``aaa`` at positions 0 and 1); ``"abcd"`` → 0.
+    A text that loops with period p over L items scores L - p.
+    """
+    items = _check_one_text(text)
+
+    def repeats(k: int) -> bool:  # does some piece of length k occur twice?
+        seen = set()
+        for i in range(len(items) - k + 1):
+            piece = tuple(items[i:i + k])
+            if piece in seen:
+                return True
+            seen.add(piece)
+        return False
+
+    lo, hi = 0, max(0, len(items) - 1)  # a repeat of length k implies one of every shorter length
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if repeats(mid) else (lo, mid - 1)
+    return lo
+
+
+def text_diversity(texts: Sequence[Sequence], *, ns: Sequence[int] = (1, 2, 3), repeat_n: int = 4) -> dict:
+    """Diversity and repetition of a set of samples, the way text-degeneration studies report them.
+
+    Returns a dict with ``distinct-{n}`` for each ``n`` in ``ns`` (:func:`distinct_n` over all
+    samples pooled: unique n-grams / total n-grams), ``repetition`` (mean over samples of
+    :func:`repeated_ngram_fraction` with ``repeat_n``) and ``longest_repeat`` (mean over samples of
+    :func:`longest_repeated_span`).  Compare sets of equal size and length: distinct-n falls as
+    the total length grows, even for real text.
+    """
+    if isinstance(texts, (str, bytes)) or not isinstance(texts, Sequence) or not texts:
+        raise TypeError("texts must be a non-empty list of samples (str or token lists)")
+    if not ns or any(isinstance(n, bool) or not isinstance(n, int) or n < 1 for n in ns):
+        raise ValueError(f"ns must be a non-empty list of positive ints, got {ns!r}")
+    samples = [_check_one_text(t, "each text") for t in texts]
+    row = {f"distinct-{n}": distinct_n(samples, n) for n in ns}
+    row["repetition"] = sum(repeated_ngram_fraction(s, repeat_n) for s in samples) / len(samples)
+    row["longest_repeat"] = sum(longest_repeated_span(s) for s in samples) / len(samples)
+    return row
+
+
 def probability_table(scores: torch.Tensor, labels: Sequence[str], k: int = 10) -> list[tuple[str, float]]:
     """The ``k`` most likely tokens of one row of scores (V,) as ``(label, probability)`` pairs."""
     if not isinstance(scores, torch.Tensor) or scores.ndim != 1:

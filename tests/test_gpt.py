@@ -183,3 +183,130 @@ def test_generate_refuses_bad_sampling_settings_greedy_or_not(do_sample, kwargs,
 def test_generate_refuses_a_bool_token_count():
     with pytest.raises(ValueError, match="max_new_tokens"):
         gpt.generate(small_model(), torch.zeros(1, 3, dtype=torch.long), True)
+
+
+# --------------------------------------------------------------------------- judging text, context use, data scale
+
+
+def _log_likelihood_token_by_token(model, ids, start):
+    """Reference: one forward pass per scored token, on the context generate() would use."""
+    block = model.config.block_size
+    per_token = []
+    with torch.no_grad():
+        for p in range(start, ids.shape[1]):
+            logits = model(ids[:, max(0, p - block):p]).logits[:, -1]
+            per_token.append(torch.log_softmax(logits, -1).gather(-1, ids[:, p:p + 1])[:, 0])
+    return torch.stack(per_token, 1).mean(1)
+
+
+@pytest.mark.parametrize("length, start", [(10, 1), (10, 4), (17, 3), (40, 1), (40, 5), (40, 30)])
+def test_mean_log_likelihood_matches_token_by_token_scoring(length, start):
+    model = small_model()  # block_size 16: lengths 10 and 17 fit one window, 40 slides past it
+    ids = torch.randint(0, 17, (3, length), generator=torch.Generator().manual_seed(length))
+    ours = gpt.mean_log_likelihood(model, ids, start, chunk=7)
+    torch.testing.assert_close(ours, _log_likelihood_token_by_token(model, ids, start), atol=1e-5, rtol=1e-5)
+
+
+def test_mean_log_likelihood_scores_the_context_generate_used():
+    # greedy generation past block_size: each new token is the argmax of the context that
+    # mean_log_likelihood scores it with, so its log-probability is the largest one there
+    model = small_model()
+    out = gpt.generate(model, torch.tensor([[1, 2, 3]]), 30)
+    block = model.config.block_size
+    with torch.no_grad():
+        for p in range(3, out.shape[1]):
+            assert model(out[:, max(0, p - block):p]).logits[0, -1].argmax().item() == out[0, p].item()
+    best = _log_likelihood_token_by_token(model, out, 3)
+    torch.testing.assert_close(gpt.mean_log_likelihood(model, out, 3), best, atol=1e-5, rtol=1e-5)
+
+
+def test_loss_by_position_averages_to_evaluate_loss():
+    model = small_model()
+    data = torch.randint(0, 17, (300,), generator=torch.Generator().manual_seed(4))
+    curve = gpt.loss_by_position(model, data, batch_size=5)
+    assert curve.shape == (16,)
+    assert curve.mean().item() == pytest.approx(gpt.evaluate_loss(model, data), rel=1e-5)
+    # the first window alone, by hand
+    with torch.no_grad():
+        first = torch.nn.functional.cross_entropy(model(data[None, :16]).logits[0], data[1:17], reduction="none")
+    torch.testing.assert_close(gpt.loss_by_position(model, data, max_windows=1), first, atol=1e-5, rtol=1e-5)
+
+
+def test_compare_decoding_scores_real_text_and_each_decoding_on_the_same_prompts():
+    model = small_model()
+    data = torch.randint(0, 17, (500,), generator=torch.Generator().manual_seed(6))
+    decodings = {"greedy": {}, "top-k = 3": {"do_sample": True, "top_k": 3}}
+    rows = gpt.compare_decoding(model, data, decodings, n_samples=4, prompt_len=5, length=30, seed=1)
+    assert [r["name"] for r in rows] == ["validation text", "greedy", "top-k = 3"]
+    starts = torch.linspace(0, 500 - 35, 4).long()
+    real = torch.stack([data[s:s + 35] for s in starts.tolist()])
+    assert torch.equal(rows[0]["continuations"], real[:, 5:])
+    expected = float(gpt.mean_log_likelihood(model, real, 5).mean())
+    assert rows[0]["log_likelihood"] == pytest.approx(expected, rel=1e-6)
+    assert torch.equal(rows[1]["continuations"], gpt.generate(model, real[:, :5], 30)[:, 5:])
+    again = gpt.compare_decoding(model, data, decodings, n_samples=4, prompt_len=5, length=30, seed=1)
+    assert torch.equal(again[2]["continuations"], rows[2]["continuations"])  # seeded
+    from genai_lab.sampling import text_diversity
+    assert rows[2]["distinct-2"] == pytest.approx(text_diversity(rows[2]["continuations"].tolist())["distinct-2"])
+
+
+@pytest.mark.slow
+def test_trained_model_uses_its_context_and_greedy_text_loops():
+    from genai_lab.text import shakespeare_chars
+
+    corpus = shakespeare_chars()
+    torch.manual_seed(0)
+    model = gpt.TinyGPT(gpt.GPTConfig(vocab_size=65, block_size=32, n_layer=1, n_head=4, n_embd=64))
+    gpt.train_gpt(model, corpus.train, gpt.TrainSettings(steps=400, batch_size=32, lr=5e-3, warmup=20),
+                  progress=False)  # ≈ 2.16 nats/char
+    curve = gpt.loss_by_position(model, corpus.val, max_windows=1000)
+    assert curve[-8:].mean() < curve[0] - 0.3, curve  # later positions, more context, lower loss (≈ 0.5)
+    decodings = {"greedy": {}, "top-k": {"do_sample": True, "top_k": 10}}
+    rows = {r["name"]: r for r in gpt.compare_decoding(model, corpus.val, decodings, n_samples=16,
+                                                        prompt_len=8, length=25)}
+    real, greedy, top_k = rows["validation text"], rows["greedy"], rows["top-k"]
+    assert greedy["repetition"] > real["repetition"] + 0.4, (greedy, real)  # ≈ 0.72 vs 0.0
+    assert greedy["distinct-3"] < 0.5 * real["distinct-3"], (greedy, real)  # ≈ 0.08 vs 0.82
+    assert abs(top_k["distinct-3"] - real["distinct-3"]) < 0.5 * abs(greedy["distinct-3"] - real["distinct-3"])
+    assert greedy["log_likelihood"] > real["log_likelihood"] + 0.5, (greedy, real)  # ≈ -0.98 vs -2.17
+
+
+def test_training_data_scale_by_hand():
+    scale = gpt.training_data_scale(100, 8, 16, 1000, train_tokens=6400)
+    assert scale["tokens"] == 12_800
+    assert scale["tokens_per_parameter"] == pytest.approx(12.8)
+    assert scale["epochs"] == pytest.approx(2.0)
+    assert scale["chinchilla_epochs"] == pytest.approx(20 * 1000 / 6400)
+    gpt3 = gpt.PUBLISHED_DATA_SCALE["GPT-3 (Brown et al., 2020)"]
+    assert gpt3["tokens"] / gpt3["parameters"] == pytest.approx(1.714, abs=1e-3)
+    assert "epochs" not in gpt.training_data_scale(1, 1, 1, 1)
+
+
+def test_judging_functions_refuse_bad_input():
+    model = small_model()
+    ids = torch.randint(0, 17, (2, 20), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="ids"):
+        gpt.mean_log_likelihood(model, ids.float())
+    with pytest.raises(ValueError, match="start"):
+        gpt.mean_log_likelihood(model, ids, 20)
+    with pytest.raises(TypeError, match="model"):
+        gpt.mean_log_likelihood(torch.nn.Linear(2, 2), ids)
+    data = torch.randint(0, 17, (100,), generator=torch.Generator().manual_seed(0))
+    with pytest.raises(TypeError, match="decodings"):
+        gpt.compare_decoding(model, data, {})
+    with pytest.raises(ValueError, match="prompt_len"):
+        gpt.compare_decoding(model, data, {"greedy": {}}, prompt_len=17)
+    with pytest.raises(ValueError, match="length"):
+        gpt.compare_decoding(model, data, {"greedy": {}}, length=0)
+    with pytest.raises(ValueError, match="data"):
+        gpt.compare_decoding(model, data, {"greedy": {}}, prompt_len=10, length=95)
+    with pytest.raises(TypeError, match="data"):
+        gpt.loss_by_position(model, data.float())
+    with pytest.raises(ValueError, match="max_windows"):
+        gpt.loss_by_position(model, data, max_windows=0)
+    with pytest.raises(ValueError, match="data"):
+        gpt.loss_by_position(model, data[:16])
+    with pytest.raises(ValueError, match="parameters"):
+        gpt.training_data_scale(10, 2, 4, 0)
+    with pytest.raises(ValueError, match="train_tokens"):
+        gpt.training_data_scale(10, 2, 4, 5, train_tokens=-1)

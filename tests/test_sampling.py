@@ -147,3 +147,68 @@ def test_filters_refuse_non_finite_temperature_and_penalty(scores, input_ids, ba
         S.apply_temperature(scores, bad)
     with pytest.raises(ValueError, match="penalty"):
         S.repetition_penalty_filter(scores, input_ids, bad)
+
+
+# --------------------------------------------------------------------------- judging samples
+
+
+def _longest_repeat_by_brute_force(text):
+    best = 0
+    for i in range(len(text)):
+        for j in range(i + 1, len(text)):
+            k = 0
+            while j + k < len(text) and text[i + k] == text[j + k]:
+                k += 1
+            best = max(best, k)
+    return best
+
+
+def test_repeated_ngram_fraction_counts_repeats_within_one_text():
+    assert S.repeated_ngram_fraction("abcabc", 3) == pytest.approx(0.25)  # abc, bca, cab, abc
+    assert S.repeated_ngram_fraction("aaaa", 2) == pytest.approx(2 / 3)
+    assert S.repeated_ngram_fraction("abcd", 2) == 0.0
+    assert S.repeated_ngram_fraction([1, 2, 1, 2, 1], 2) == pytest.approx(0.5)  # 12 21 12 21
+    assert S.repeated_ngram_fraction(torch.tensor([5, 5, 5]), 1) == pytest.approx(2 / 3)
+    loop = "the king " * 20  # a text stuck in a loop repeats almost every 4-gram
+    assert S.repeated_ngram_fraction(loop, 4) > 0.9
+
+
+def test_longest_repeated_span_small_cases_and_brute_force():
+    assert S.longest_repeated_span("abcabc") == 3
+    assert S.longest_repeated_span("aaaa") == 3  # "aaa" at 0 and at 1
+    assert S.longest_repeated_span("abcd") == 0
+    assert S.longest_repeated_span("") == 0
+    assert S.longest_repeated_span("xy" + "the sea" * 4) == 21  # period 7 over 28 items
+    g = torch.Generator().manual_seed(0)
+    for _ in range(30):
+        text = "".join("abc"[i] for i in torch.randint(0, 3, (25,), generator=g).tolist())
+        assert S.longest_repeated_span(text) == _longest_repeat_by_brute_force(text), text
+
+
+def test_text_diversity_exact_small_example():
+    row = S.text_diversity(["abab", "abcd"], repeat_n=2)
+    assert row["distinct-1"] == pytest.approx(4 / 8)  # a b a b a b c d
+    assert row["distinct-2"] == pytest.approx(4 / 6)  # ab ba ab | ab bc cd
+    assert row["distinct-3"] == pytest.approx(1.0)  # aba bab | abc bcd
+    assert row["repetition"] == pytest.approx((1 / 3 + 0) / 2)
+    assert row["longest_repeat"] == pytest.approx((2 + 0) / 2)
+    assert set(S.text_diversity([[1, 2, 3, 4, 5]], ns=(2,))) == {"distinct-2", "repetition", "longest_repeat"}
+
+
+def test_judging_functions_refuse_bad_input():
+    with pytest.raises(ValueError, match="text"):
+        S.repeated_ngram_fraction("ab", 3)
+    with pytest.raises(ValueError, match="n"):
+        S.repeated_ngram_fraction("abc", 0)
+    with pytest.raises(TypeError, match="text"):
+        S.repeated_ngram_fraction(12345, 2)
+    with pytest.raises(TypeError, match="text"):
+        S.longest_repeated_span([[1, 2], [3]])
+    with pytest.raises(TypeError, match="texts"):
+        S.text_diversity("abcd")
+    with pytest.raises(TypeError, match="texts"):
+        S.text_diversity([])
+    with pytest.raises(ValueError, match="ns"):
+        S.text_diversity(["abcd"], ns=())
+    with pytest.raises(TypeError, match="each text"):
+        S.text_diversity(["abcd", 7])
