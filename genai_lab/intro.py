@@ -28,6 +28,42 @@ GPT_SCALE = (
 )
 
 
+
+@dataclass(frozen=True)
+class ModelFamily:
+    """One of today's model families: who makes it, whether its weights can be downloaded, its sizes."""
+
+    name: str
+    maker: str
+    year: int
+    open_weights: bool
+    sizes: tuple[float, ...] | None  # parameters of the published sizes; None: not disclosed
+    note: str
+
+
+#: Today's families the course notes name, plus this book's SmolLM2 (sizes as published by each
+#: maker: Meta's Llama 3.1 model card, Google's Gemma 2 report, Hugging Face's SmolLM2 card; OpenAI,
+#: Anthropic and Google do not publish the sizes of GPT-4o, Claude and Gemini).
+MODEL_FAMILIES = (
+    ModelFamily("GPT-4o", "OpenAI", 2024, False, None, "API and ChatGPT only"),
+    ModelFamily("Claude 3.5", "Anthropic", 2024, False, None, "API and apps only"),
+    ModelFamily("Gemini 1.5", "Google", 2024, False, None, "API and apps only"),
+    ModelFamily("Llama 3.1", "Meta", 2024, True, (8e9, 70e9, 405e9), "weights under Meta's community licence"),
+    ModelFamily("Gemma 2", "Google", 2024, True, (2e9, 9e9, 27e9), "weights under Gemma's terms of use"),
+    ModelFamily("SmolLM2", "Hugging Face", 2024, True, (135e6, 360e6, 1.7e9),
+                "Apache-2.0 weights; the 135M one runs in this book"),
+)
+
+
+def format_model_families() -> str:
+    """The :data:`MODEL_FAMILIES` table as text: one row per family, sizes as 8B / 135M."""
+    rows = [f"{'family':11s} {'maker':13s} {'year':4s}  {'weights':7s}  {'sizes':20s} note"]
+    for m in MODEL_FAMILIES:
+        sizes = ", ".join(_parameters_label(s) for s in m.sizes) if m.sizes else "undisclosed"
+        rows.append(f"{m.name:11s} {m.maker:13s} {m.year:4d}  {'open' if m.open_weights else 'closed':7s}  "
+                    f"{sizes:20s} {m.note}")
+    return "\n".join(rows)
+
 def matmul_gflops(n: int, *, device=None, dtype=None, repeats: int = 3, threads: int | None = None) -> float:
     """Measured GFLOP/s of an ``(n, n) @ (n, n)`` matrix product (2·n³ FLOPs), best of ``repeats``.
 

@@ -117,7 +117,7 @@ def exercises(lab: str | Path) -> list:
     """The :class:`genai_lab.checks.Exercise` objects of a lab, in the lab's order.
 
     >>> [e.name for e in exercises("00_intro")]
-    ['matmul', 'matmul_flops', 'gflops']
+    ['matmul', 'matmul_flops', 'gflops', 'best_time']
     """
     from .checks import exercises_of
 

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import contextlib
 import os
 import socket
 from dataclasses import dataclass
@@ -112,6 +113,29 @@ def smollm2_gguf_path() -> Path:
     return files[0]
 
 
+
+@contextlib.contextmanager
+def _quiet_progress_bars():
+    """No progress bars inside: transformers' own (its logging switch) and the GGUF loader's plain tqdm."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    bars_were_on = hf_logging.is_progress_bar_enabled()
+    plain_tqdm = getattr(gguf_utils, "tqdm", None)
+    hf_logging.disable_progress_bar()
+    if plain_tqdm is not None:
+        gguf_utils.tqdm = functools.partial(plain_tqdm, disable=True)
+    try:
+        yield
+    finally:
+        if bars_were_on:
+            hf_logging.enable_progress_bar()
+        if plain_tqdm is not None:
+            gguf_utils.tqdm = plain_tqdm
+
+
 def smollm2_path() -> Path:
     """A folder with SmolLM2-135M-Instruct as safetensors, converted from the GGUF once and cached."""
     target = cache_dir() / "models" / "smollm2-135m-instruct"
@@ -120,9 +144,10 @@ def smollm2_path() -> Path:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = smollm2_gguf_path()
-    say(f"Converting {gguf.name} to safetensors once (about 15 s)…")
-    tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-    gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    say(f"Converting {gguf.name} (4-bit Q4_1 weights) to float safetensors once (about 15 s)…")
+    with _quiet_progress_bars():  # the line above says it all; no bar per tensor on the page
+        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+        gguf_model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name)
     # The de-quantised weights are plain floats, but the model still carries its GGUF
     # quantisation config, which save_pretrained refuses: copy them into a clean model.
     config = gguf_model.config
@@ -135,8 +160,9 @@ def smollm2_path() -> Path:
     import shutil
 
     tmp = target.with_name(f"{target.name}.tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    tok.save_pretrained(tmp)
+    with _quiet_progress_bars():
+        model.save_pretrained(tmp)
+        tok.save_pretrained(tmp)
     try:
         os.rename(tmp, target)
     except OSError:
@@ -177,7 +203,8 @@ def load_smollm2(device=None, dtype=None):
     path = smollm2_path()
     tok = AutoTokenizer.from_pretrained(path)
     kwargs = {"dtype": dtype} if dtype is not None else {}
-    model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    with _quiet_progress_bars():
+        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     if device is not None:
         model.to(device)
     return tok, model.eval()

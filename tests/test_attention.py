@@ -254,7 +254,7 @@ def test_decoder_is_causal_and_greedy_loop_matches_teacher_forcing():
 def test_bench_smoke_passes_its_bars():
     """Trains the reversal model (about 30 s on one idle core) unless it is cached."""
     cfg = gl.setup("smoke", verbose=False, threads=1)
-    metrics = {m.name: m for m in A.bench_attention(cfg)}
+    metrics = {m.name: m for m in T.bench_attention(cfg)}
     assert all(m.passed is True for m in metrics.values() if m.bar is not None), metrics
     assert metrics["reversal_exact_match_heldout"].value >= 0.95
     # the trained model beats the obvious baseline (copying the input: right only for palindromes)
@@ -309,3 +309,14 @@ def test_transformer_diagram_draws_every_block_without_overlaps():
         A.plot_transformer_diagram(2, "3")
     with pytest.raises(TypeError, match="title"):
         A.plot_transformer_diagram(title=None)
+
+
+def test_attention_module_does_not_import_the_transformer_back():
+    """transformer.py builds on attention.py; attention.py must not import it (no import circle)."""
+    import ast
+    import inspect
+
+    tree = ast.parse(inspect.getsource(A))
+    imported = {alias.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) for alias in node.names}
+    imported |= {node.module or "" for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)}
+    assert "transformer" not in imported

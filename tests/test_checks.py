@@ -139,3 +139,31 @@ def test_name_mistake_and_expect():
     assert compare(torch.tensor([2.0, 4.0])).endswith("looks like: doubled")
     with pytest.raises(TypeError, match="mistakes"):
         checks.name_mistake(1.0, [lambda: 1.0])
+
+
+def test_intro_checks_name_a_missing_size_check_and_an_unfair_timer():
+    import time
+
+    from genai_lab.checks import intro
+
+    def matmul_without_size_check(a, b):
+        return [[sum(a[i][p] * b[p][j] for p in range(len(b))) for j in range(len(b[0]))]
+                for i in range(len(a))]
+
+    r = intro.matmul.check(matmul_without_size_check)
+    assert not r.passed and "should raise ValueError" in r.message
+
+    def timed_first_call_too(work, repeats=5):
+        if repeats < 1:
+            raise ValueError("repeats")
+        times = []
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            work()
+            times.append(time.perf_counter() - start)
+        return max(times)
+
+    r = intro.best_time.check(timed_first_call_too)
+    assert not r.passed and "warm-up" in r.message
+    from genai_lab.solutions import intro as reference
+    assert intro.best_time.check(reference.best_time).passed

@@ -22,3 +22,14 @@ def test_scale_table_is_ordered_and_honest_about_unknowns():
 def test_bad_input(call, match):
     with pytest.raises(ValueError, match=match):
         call()
+
+
+def test_model_families_table_says_which_weights_are_open_and_hides_no_unknown_size():
+    families = {m.name: m for m in intro.MODEL_FAMILIES}
+    for name in ("GPT-4o", "Claude 3.5", "Gemma 2", "Llama 3.1"):
+        assert name in families
+    for m in intro.MODEL_FAMILIES:
+        # a closed model's size is not published: the table must not invent one
+        assert (m.sizes is None) == (not m.open_weights), m.name
+    table = intro.format_model_families()
+    assert "405B" in table and "135M" in table and table.count("undisclosed") == 3

@@ -47,3 +47,17 @@ def test_smollm2_answers_offline():
     with torch.no_grad():
         out = model.generate(**inputs, max_new_tokens=12, do_sample=False)
     assert "Tokyo" in tok.decode(out[0, inputs["input_ids"].shape[1]:], skip_special_tokens=True)
+
+
+def test_quiet_progress_bars_silences_transformers_and_the_gguf_loader_then_restores_them(capsys):
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    from transformers.utils import logging as hf_logging
+
+    plain = gguf_utils.tqdm
+    assert hf_logging.is_progress_bar_enabled()
+    with models._quiet_progress_bars():
+        assert not hf_logging.is_progress_bar_enabled()
+        for _ in gguf_utils.tqdm(range(3), desc="must not show"):
+            pass
+    assert "must not show" not in capsys.readouterr().err
+    assert hf_logging.is_progress_bar_enabled() and gguf_utils.tqdm is plain

@@ -23,3 +23,18 @@ def gflops(flops, seconds):
     if seconds <= 0:
         raise ValueError(f"seconds must be positive, got {seconds!r}")
     return flops / seconds / 1e9
+
+
+def best_time(work, repeats=5):
+    """Seconds of the fastest of ``repeats`` calls of ``work()``, after one untimed warm-up call."""
+    import time
+
+    if not isinstance(repeats, int) or repeats < 1:
+        raise ValueError(f"repeats must be a positive int, got {repeats!r}")
+    work()  # warm-up: not timed
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        work()
+        best = min(best, time.perf_counter() - start)
+    return best
