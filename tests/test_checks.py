@@ -167,3 +167,45 @@ def test_intro_checks_name_a_missing_size_check_and_an_unfair_timer():
     assert not r.passed and "warm-up" in r.message
     from genai_lab.solutions import intro as reference
     assert intro.best_time.check(reference.best_time).passed
+
+
+def test_freezing_perplexity_and_greedy_checks_name_their_mistakes():
+    import torch.nn.functional as F
+
+    from genai_lab import transformer as T
+    from genai_lab.checks import attention, cnn, rnn
+
+    def freeze_everything(model, new_layer):
+        for p in model.parameters():
+            p.requires_grad = False
+        return list(new_layer.parameters())
+
+    def same_lr(model, new_layer, lr):
+        return [{"params": list(new_layer.parameters()), "lr": lr},
+                {"params": [p for p in model.parameters() if all(p is not q for q in new_layer.parameters())],
+                 "lr": lr}]
+
+    from genai_lab.solutions import cnn as cnn_ref
+    r = cnn.freezing.check(freeze_everything, cnn_ref.fine_tuning_groups)
+    assert not r.passed and "new layer must stay trainable" in r.message
+    r = cnn.freezing.check(cnn_ref.freeze_for_transfer, same_lr)
+    assert not r.passed and "lr / 10" in r.message
+
+    def one_over_mean_prob(logits, targets):
+        return 1 / F.softmax(logits, -1)[torch.arange(len(targets)), targets].mean()
+
+    r = rnn.perplexity.check(one_over_mean_prob)
+    assert not r.passed and "average the log-probabilities" in r.message
+    r = rnn.perplexity.check(lambda logits, targets: F.cross_entropy(logits, targets))
+    assert not r.passed and "perplexity is its exp" in r.message
+
+    def no_padding_after_eos(model, src, max_new_tokens):
+        memory, keep = model.encode(src)
+        generated = torch.full((src.shape[0], 1), T.BOS, dtype=torch.long)
+        for _ in range(max_new_tokens):
+            next_token = model.decode(generated, memory, keep)[:, -1].argmax(-1)
+            generated = torch.cat([generated, next_token[:, None]], dim=1)
+        return generated
+
+    r = attention.greedy_decode.check(no_padding_after_eos)
+    assert not r.passed

@@ -171,6 +171,39 @@ def check_sinusoidal(fn: Callable) -> CheckResult:
     return check_function(fn, cases, name="sinusoidal positions")
 
 
+def check_greedy_decode(fn):
+    """``fn(model, src, max_new_tokens)`` equals the chapter's ``transformer.greedy_decode``: BOS
+    first, the most likely next token each step, PAD after a sequence's EOS, stop when all ended."""
+    import torch
+
+    from .. import transformer as T
+
+    def body():
+        config = T.Seq2SeqConfig(d_model=32, num_heads=4, encoder_layers=1, decoder_layers=1, ff_dim=64)
+        for seed, eos_boost in ((0, 0.0), (1, 0.0), (2, 4.0)):
+            torch.manual_seed(seed)
+            model = T.Seq2SeqTransformer(config).eval()
+            with torch.no_grad():  # a larger EOS bias ends some sequences early (tests the padding)
+                model.lm_head.bias[T.EOS] += eos_boost
+            g = torch.Generator().manual_seed(seed)
+            src = torch.randint(3, len(T.VOCAB), (5, 6), generator=g)
+            src[1, 4:] = T.PAD
+            want = T.greedy_decode(model, src, 7)
+            with torch.no_grad():
+                got = fn(model, src, 7)
+            if not isinstance(got, torch.Tensor):
+                return f"should return a tensor, got {type(got).__name__}"
+            if got.shape != want.shape:
+                return f"seed {seed}: shape {tuple(got.shape)}, expected {tuple(want.shape)} (BOS + at most 7 tokens, "\
+                       "stopping early once every sequence has ended)"
+            if not torch.equal(got, want):
+                row = int((got != want).any(1).nonzero()[0])
+                return (f"seed {seed}, sequence {row}: got {T.to_text(got[row])!r}, expected "
+                        f"{T.to_text(want[row])!r}")
+        return None
+
+    return run_check("greedy_decode", body)
+
 # --------------------------------------------------------------------------- the lab's exercises
 # ``attention.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
 # (genai_lab/solutions/attention.py).
@@ -200,3 +233,8 @@ sinusoidal = Exercise(
     "there are dim/2 frequencies, one per (sin, cos) column pair; column pair i uses the exponent "
     "2i/dim. An outer product of positions and frequencies gives every angle; write sin into the "
     "even columns and cos into the odd ones with step-2 slices.")
+greedy_decode = Exercise(
+    "attention", "greedy_decode", check_greedy_decode, ("greedy_decode",),
+    "encode the source once. Keep a (B, 1) tensor of BOS and a (B,) 'finished' flag. Each step: "
+    "decode what you have, take argmax of the LAST position's logits, replace it by PAD where the "
+    "sequence already finished, append it, mark EOS as finished, and stop when every sequence is.")

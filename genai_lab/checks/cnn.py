@@ -92,6 +92,66 @@ def check_receptive_field(fn: Callable, **kw):
                           name="receptive field", **kw)
 
 
+# --------------------------------------------------------------------------- adapting a pretrained CNN
+def _small_pretrained(seed: int = 0):
+    import torch
+    from torch import nn
+
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 5))
+
+
+def check_freezing(freeze_for_transfer, fine_tuning_groups):
+    """``freeze_for_transfer(model, new_layer)`` freezes all but ``new_layer`` and returns its
+    parameters; ``fine_tuning_groups(model, new_layer, lr)`` gives two optimizer groups, the new
+    layer at ``lr`` and every other parameter at ``lr / 10``, nothing frozen."""
+    import torch
+
+    def body():
+        model = _small_pretrained()
+        new_layer = model[-1]
+        trainable = freeze_for_transfer(model, new_layer)
+        frozen_ids = {id(p) for p in model.parameters() if not p.requires_grad}
+        new_ids = {id(p) for p in new_layer.parameters()}
+        if any(not p.requires_grad for p in new_layer.parameters()):
+            return "the new layer must stay trainable (requires_grad True)"
+        if frozen_ids != {id(p) for p in model.parameters()} - new_ids:
+            still = [n for n, p in model.named_parameters() if p.requires_grad and id(p) not in new_ids]
+            return f"every pretrained parameter must be frozen; still trainable: {still}"
+        if trainable is None or {id(p) for p in trainable} != new_ids:
+            return "freeze_for_transfer must return the new layer's parameters (the ones to optimise)"
+        before = [p.detach().clone() for p in model.parameters()]
+        optimizer = torch.optim.SGD(list(trainable), lr=0.1)
+        model(torch.randn(2, 1, 8, 8)).square().mean().backward()
+        optimizer.step()
+        changed = [not torch.equal(b, p) for b, p in zip(before, model.parameters())]
+        if any(c for c, p in zip(changed, model.parameters()) if id(p) not in new_ids):
+            return "a training step moved a frozen parameter"
+
+        model = _small_pretrained(1)
+        new_layer = model[-1]
+        new_ids = {id(p) for p in new_layer.parameters()}
+        groups = fine_tuning_groups(model, new_layer, 0.01)
+        if not isinstance(groups, (list, tuple)) or len(groups) != 2 or not all(isinstance(g, dict) for g in groups):
+            return "fine_tuning_groups must return a list of two dicts ({'params': [...], 'lr': ...})"
+        seen = [id(p) for g in groups for p in g["params"]]
+        if sorted(seen) != sorted(id(p) for p in model.parameters()):
+            return "the two groups together must hold every parameter of the model exactly once"
+        by_lr = {}
+        for g in groups:
+            by_lr.setdefault(g.get("lr"), set()).update(id(p) for p in g["params"])
+        if not any(isinstance(lr, float) and abs(lr - 0.001) < 1e-12 for lr in by_lr):
+            return (f"with lr=0.01 the groups have learning rates {sorted(by_lr, key=str)}: the pretrained "
+                    "parameters must get lr / 10 (here 0.001)")
+        if by_lr.get(0.01) != new_ids:
+            return "the group at lr must hold exactly the new layer's parameters"
+        if any(not p.requires_grad for p in model.parameters()):
+            return "fine-tuning freezes nothing: every parameter keeps requires_grad True"
+        torch.optim.Adam(groups)  # the groups must be what an optimizer accepts
+        return None
+
+    return run_check("freezing", body)
+
 # --------------------------------------------------------------------------- the lab's exercises
 # ``output_size.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
 # (genai_lab/solutions/cnn.py).
@@ -119,3 +179,8 @@ receptive_field = Exercise(
     "cnn", "receptive_field", check_receptive_field, ("receptive_field",),
     "two running numbers and one loop over the layers; update r before j, since r uses the old "
     "jump.")
+freezing = Exercise(
+    "cnn", "freezing", check_freezing, ("freeze_for_transfer", "fine_tuning_groups"),
+    "a parameter is frozen when its requires_grad is False; loop over model.parameters() and keep "
+    "the new layer's ones trainable (compare with `is`, not ==). For fine-tuning, an optimizer "
+    "accepts a list of dicts, each with its own 'params' and 'lr'.")

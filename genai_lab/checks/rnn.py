@@ -143,6 +143,36 @@ def check_sample_with_temperature(fn) -> CheckResult:
     return run_check("sample_with_temperature", body)
 
 
+def check_perplexity(fn):
+    """``fn(logits (N, V), targets (N,))`` = exp(mean cross-entropy); uniform logits give V;
+    mismatched lengths raise ValueError."""
+    import torch
+    import torch.nn.functional as F
+
+    def body():
+        g = torch.Generator().manual_seed(0)
+        logits = torch.randn(50, 7, generator=g) * 3
+        targets = torch.randint(0, 7, (50,), generator=g)
+        want = float(torch.exp(F.cross_entropy(logits, targets)))
+        got = float(fn(logits, targets))
+        if abs(got - want) > 1e-4 * want:
+            mean_prob = float(F.softmax(logits, -1)[torch.arange(50), targets].mean())
+            if abs(got - 1 / mean_prob) < 1e-4 * want:
+                return f"got {got:.4f}: that is 1 / mean probability; average the log-probabilities (nats) first"
+            if abs(got - float(F.cross_entropy(logits, targets))) < 1e-6:
+                return f"got {got:.4f}, the cross-entropy itself (nats per token); perplexity is its exp"
+            return f"got {got:.4f}, expected exp(mean cross-entropy) = {want:.4f}"
+        uniform = float(fn(torch.zeros(10, 65), torch.arange(10)))
+        if abs(uniform - 65) > 1e-3:
+            return f"uniform logits over 65 characters should give perplexity 65, got {uniform:.4f}"
+        try:
+            fn(logits, targets[:-1])
+        except ValueError:
+            return None
+        return "logits (50, 7) with targets (49,) should raise ValueError"
+
+    return run_check("perplexity", body)
+
 # --------------------------------------------------------------------------- the lab's exercises
 # ``lstm_step.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
 # (genai_lab/solutions/rnn.py).
@@ -167,3 +197,8 @@ sample_with_temperature = Exercise(
     "rnn", "sample_with_temperature", check_sample_with_temperature, ("sample_with_temperature",),
     "reuse your apply_temperature, then let torch.multinomial draw with replacement; pass the "
     "generator along so the draws repeat for the same seed.")
+perplexity = Exercise(
+    "rnn", "perplexity", check_perplexity, ("perplexity",),
+    "log_softmax gives log-probabilities; pick each row's target column, average the negative "
+    "log-probabilities (that is nats per token), and take exp. Compare the first dimensions "
+    "before anything else.")

@@ -69,3 +69,24 @@ def sinusoidal_positions(num_positions, dim):
     pe[:, 0::2] = torch.sin(position * frequency)
     pe[:, 1::2] = torch.cos(position * frequency)
     return pe
+
+
+def greedy_decode(model, src, max_new_tokens):
+    """Greedy decoding with the chapter's Seq2SeqTransformer: ``src (B, S)`` → ``(B, 1 + t)`` ids.
+
+    Starts with BOS; each step appends the most likely next token; a sequence that produced EOS gets
+    PAD afterwards; stops after ``max_new_tokens`` steps or once every sequence has produced EOS.
+    """
+    from genai_lab.transformer import BOS, EOS, PAD
+
+    memory, keep = model.encode(src)
+    generated = torch.full((src.shape[0], 1), BOS, dtype=torch.long)
+    finished = torch.zeros(src.shape[0], dtype=torch.bool)
+    for _ in range(max_new_tokens):
+        next_token = model.decode(generated, memory, keep)[:, -1].argmax(-1)
+        next_token = torch.where(finished, torch.full_like(next_token, PAD), next_token)
+        generated = torch.cat([generated, next_token[:, None]], dim=1)
+        finished |= next_token == EOS
+        if finished.all():
+            break
+    return generated

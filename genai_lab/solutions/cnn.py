@@ -62,3 +62,20 @@ def receptive_field(layers):
         r += (k - 1) * j
         j *= s
     return r
+
+
+def freeze_for_transfer(model, new_layer):
+    """Freeze every parameter of ``model`` except ``new_layer``'s; return the parameters to train."""
+    new = list(new_layer.parameters())
+    for p in model.parameters():
+        p.requires_grad = any(p is q for q in new)
+    return new
+
+
+def fine_tuning_groups(model, new_layer, lr):
+    """Optimizer groups: ``new_layer`` at ``lr``, every other parameter at ``lr / 10``; none frozen."""
+    new = list(new_layer.parameters())
+    pretrained = [p for p in model.parameters() if all(p is not q for q in new)]
+    for p in model.parameters():
+        p.requires_grad = True
+    return [{"params": new, "lr": lr}, {"params": pretrained, "lr": lr / 10}]

@@ -43,3 +43,13 @@ def sample_with_temperature(probs, temperature, n, generator):
     """n indices drawn from probs reshaped by temperature -> int64 (n,)."""
     return torch.multinomial(apply_temperature(probs, temperature).float(), num_samples=n,
                              replacement=True, generator=generator)
+
+
+def perplexity(logits, targets):
+    """exp of the mean cross-entropy (nats per token) of ``logits (N, V)`` for ``targets (N,)``."""
+    if logits.dim() != 2 or targets.dim() != 1 or logits.shape[0] != targets.shape[0]:
+        raise ValueError(f"logits must be (N, V) and targets (N,), got {tuple(logits.shape)} and "
+                         f"{tuple(targets.shape)}")
+    log_probs = torch.log_softmax(logits, dim=-1)
+    nats = -log_probs[torch.arange(len(targets)), targets].mean()
+    return torch.exp(nats)
