@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 
 from .attention import MultiHeadAttention, PositionalEncoding, padding_mask
-from .bench import Metric, register
 
 PAD, BOS, EOS = 0, 1, 2
 SPECIALS = ("<pad>", "<s>", "</s>")
@@ -368,62 +367,3 @@ def cross_attention_alignment(model: Seq2SeqTransformer, src: Tensor) -> Tensor:
     looked = cross.argmax(-1)  # (layers, B, H, T)
     hits = (looked == mirrored[None, :, None, :]) & valid[None, :, None, :]
     return hits.sum((1, 3)).float() / valid.sum()
-
-
-# --------------------------------------------------------------------------- bench
-@register("attention", "attention vs PyTorch, MiniLM heads, reversal encoder-decoder, cost")
-def bench_attention(cfg) -> list[Metric]:
-    """The attention chapter's reference experiment (both parts): exactness, a trained encoder–decoder,
-    pattern heads, BPE.  It lives here, one floor above :mod:`.attention`, so no module imports back."""
-    from . import attention as A
-    from . import bpe
-    from .models import load_minilm
-
-    gen = torch.Generator().manual_seed(cfg.seed)
-    q, k, v = (torch.randn(4, 8, 12, 16, generator=gen) for _ in range(3))
-    ours = A.scaled_dot_product_attention(q, k, v, is_causal=True)[0]
-    ref = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
-    torch.manual_seed(cfg.seed)
-    torch_mha = nn.MultiheadAttention(32, 4, batch_first=True)
-    x = torch.randn(3, 9, 32, generator=gen)
-    keep = padding_mask([9, 5, 7], 9)
-    with torch.no_grad():
-        ref_mha = torch_mha(x, x, x, key_padding_mask=~keep)[0]
-        our_mha = MultiHeadAttention.from_torch(torch_mha)(x, key_padding_mask=keep)[0]
-
-    model, meta = train_reversal(cfg)
-    data = reversal_data(cfg)
-    match = exact_match(model, data.test_src, data.test_tgt)
-
-    tok, encoder = load_minilm("encoder", device=cfg.device)
-    scores = A.average_pattern_scores(tok, encoder, A.MINILM_SENTENCES)
-    prev = next(r for r in A.best_heads(scores) if r["pattern"] == "previous token")
-    on_cpu = torch.device(cfg.device).type == "cpu"  # a GPU needs long sequences to be busy
-    cost = A.attention_cost([256, 512, 1024] if on_cpu else [4096, 8192, 16384], repeats=2, device=cfg.device)
-    # part 2's comparison of positional encodings (same short budget as the notebook; cached checkpoints)
-    short_steps = cfg.pick(smoke=250, cpu=600, gpu=1000)
-    short_match = {kind: train_reversal(cfg, positions=kind, steps=short_steps, verbose=False)[1]
-                   ["metrics"]["test_exact_match"] for kind in ("sinusoidal", "learned", "none")}
-    # part 2's price of the recurrence: LSTM vs the same LSTM with its chain cut, at the longest length
-    longest = A.rnn_vs_attention_step([256] if on_cpu else [2048], dim=64 if on_cpu else 256,
-                                      batch=16 if on_cpu else 64, repeats=2, device=cfg.device)[-1]
-    return [
-        Metric("sdpa_max_abs_diff_vs_torch", float((ours - ref).abs().max()), False, bar=1e-5),
-        Metric("mha_max_abs_diff_vs_torch", float((our_mha - ref_mha).abs().max()), False, bar=1e-5),
-        Metric("reversal_exact_match_heldout", match, True, bar=cfg.pick(smoke=0.95, cpu=0.95, gpu=0.95)),
-        Metric("reversal_copy_baseline_exact_match",
-               copy_baseline_exact_match(data.test_src, data.test_tgt), True, bar=None),
-        Metric("reversal_train_seconds", meta["seconds"], False, unit="s"),
-        Metric("minilm_previous_token_head_score", prev["score"], True, bar=None),
-        Metric("minilm_previous_token_vs_uniform", prev["ratio"], True, bar=None, unit="x"),
-        Metric("attention_time_loglog_slope", A.loglog_slope([r["seq_len"] for r in cost],
-                                                             [r["seconds"] for r in cost]), True, bar=None),
-        Metric("reversal_sinusoidal_short_exact_match", short_match["sinusoidal"], True, bar=None),
-        Metric("reversal_learned_short_exact_match", short_match["learned"], True, bar=None),
-        Metric("reversal_no_positions_short_exact_match", short_match["none"], False, bar=None),
-        Metric("recurrence_cost_ratio_longest", longest["rnn_seconds"] / longest["rnn_unchained_seconds"],
-               True, bar=None, unit="x"),
-        Metric("lstm_vs_attention_step_ratio_longest", longest["rnn_seconds"] / longest["attention_seconds"],
-               True, bar=None, unit="x"),
-        *bpe.bench_metrics(cfg),  # part 1's BPE: equal to the tokenizers library, and its compression
-    ]

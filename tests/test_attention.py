@@ -11,6 +11,7 @@ from torch import nn
 
 import genai_lab as gl
 from genai_lab import attention as A
+from genai_lab import attention_bench
 from genai_lab import transformer as T
 
 
@@ -254,7 +255,7 @@ def test_decoder_is_causal_and_greedy_loop_matches_teacher_forcing():
 def test_bench_smoke_passes_its_bars():
     """Trains the reversal model (about 30 s on one idle core) unless it is cached."""
     cfg = gl.setup("smoke", verbose=False, threads=1)
-    metrics = {m.name: m for m in T.bench_attention(cfg)}
+    metrics = {m.name: m for m in attention_bench.bench_attention(cfg)}
     assert all(m.passed is True for m in metrics.values() if m.bar is not None), metrics
     assert metrics["reversal_exact_match_heldout"].value >= 0.95
     # the trained model beats the obvious baseline (copying the input: right only for palindromes)
