@@ -28,7 +28,6 @@ import time
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
-from .bench import Metric, register
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -734,25 +733,3 @@ def diffusion_samples(cfg, n: int, *, seed: int = 0, steps: int | None = None) -
     gen = torch.Generator().manual_seed(seed)
     return sample_class_conditional(model, torch.zeros(n, dtype=torch.long), steps=steps,
                                     guidance_scale=0.0, generator=gen)
-
-
-# --------------------------------------------------------------------------- bench
-@register("gan_clip", "GAN mode collapse + remedy (class entropy), small CLIP zero-shot accuracy")
-def bench_gan_clip(cfg) -> list[Metric]:
-    """The chapter's reference experiments: GAN diversity with and without the remedy, the
-    diffusion model's diversity, and the small CLIP's zero-shot accuracy and retrieval."""
-    from . import clip
-
-    n = cfg.pick(smoke=500, cpu=2000, gpu=5000)
-    judge, _ = judge_classifier(cfg, "digits")
-    metrics: list[Metric] = []
-    for remedy, label in ((False, "gan"), (True, "gan_remedy")):
-        gan, _ = trained_gan(cfg, remedy=remedy, verbose=False)
-        report = diversity_report(judge, sample_gan(gan, n, seed=cfg.seed + 1))
-        metrics += [Metric(f"{label}_class_entropy", report["entropy_bits"], unit="bits"),
-                    Metric(f"{label}_top_class_share", report["top_class_share"],
-                           higher_is_better=False)]
-    ddpm = diversity_report(judge, diffusion_samples(cfg, n, seed=cfg.seed + 1))
-    metrics.append(Metric("diffusion_class_entropy", ddpm["entropy_bits"], unit="bits"))
-    metrics += clip.bench_metrics(cfg)
-    return metrics
