@@ -1,20 +1,21 @@
 """BERT from the ground up: masking, next-sentence pairs, a WordPiece vocabulary, pretraining,
 fill-mask, and using a pretrained encoder (frozen features vs fine-tuning).
 
-The pieces, in the order the chapter uses them:
+The chapter's code lives in three modules, each readable in one sitting; this one re-exports the
+other two, so ``from genai_lab import bert`` gives every name:
 
-- :func:`mask_tokens` — the masked-LM recipe (15 % of the ordinary tokens selected; of those 80 %
-  become ``[MASK]``, 10 % a random token, 10 % stay) and :func:`masking_statistics` to verify it.
-- :func:`parse_speeches` / :func:`nsp_pairs` — Tiny Shakespeare as speeches, and sentence pairs for
-  next-sentence prediction (half true continuations, half random lines from another speech).
-- :func:`train_wordpiece` / :func:`shakespeare_wordpiece` — a WordPiece tokenizer trained with
-  ``tokenizers`` and wrapped in ``PreTrainedTokenizerFast``.
-- :func:`pretrain_mlm` (``BertForMaskedLM``) and :func:`pretrain_with_nsp` (``BertForPreTraining``)
-  — small BERTs trained from scratch, cached by :func:`genai_lab.checkpoints.load_or_train`.
-- :func:`fill_mask`, :func:`fill_mask_widget`, :func:`fill_mask_accuracy` — predicting ``[MASK]``.
-- :func:`minilm_mlm_head` — a masked-LM head trained on the frozen all-MiniLM-L6-v2 encoder.
-- :func:`speaker_dataset` / :func:`train_speaker_classifier` — a downstream task (who speaks this
-  line?) solved by feature extraction or by full fine-tuning.
+- :mod:`genai_lab.bert_data` — data and masking: :func:`mask_tokens` (the masked-LM recipe) and
+  :func:`masking_statistics`, :func:`parse_speeches` / :func:`nsp_pairs` (next-sentence pairs),
+  :func:`train_wordpiece` / :func:`shakespeare_wordpiece` (the WordPiece vocabulary),
+  :func:`text_windows` / :func:`mask_for` (masked training windows).
+- this module — model and pretraining: :func:`pretrain_mlm` (``BertForMaskedLM``) and
+  :func:`pretrain_with_nsp` (``BertForPreTraining``), small BERTs trained from scratch and cached
+  by :func:`genai_lab.checkpoints.load_or_train` (keyed by sizes, vocabulary, seed, masking recipe
+  and steps); :func:`fill_mask`, :func:`fill_mask_widget`, :func:`fill_mask_accuracy`;
+  :func:`minilm_mlm_head` (a masked-LM head on the frozen all-MiniLM-L6-v2 encoder); the bench.
+- :mod:`genai_lab.bert_downstream` — the downstream task (who speaks this line?):
+  :func:`speaker_dataset` / :func:`train_speaker_classifier`, by feature extraction or by full
+  fine-tuning.
 
 Labels follow the transformers conventions: ``-100`` (:data:`IGNORE_INDEX`) marks positions that
 the MLM loss ignores, and ``next_sentence_label`` is 0 for "B follows A", 1 for "B is random".
@@ -22,9 +23,7 @@ the MLM loss ignores, and ``next_sentence_label`` is 0 for "B follows A", 1 for 
 
 from __future__ import annotations
 
-import copy
-import hashlib
-import json
+import dataclasses
 import random
 import re
 import time
@@ -35,281 +34,16 @@ import torch
 import torch.nn.functional as F
 
 from .bench import Metric, register
-from .config import LabConfig, cache_dir
-
-SPECIAL_TOKENS = ("[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]")
-IGNORE_INDEX = -100
-IS_NEXT, NOT_NEXT = 0, 1
-
-
-# =========================================================================== masking
-def _check_ids(input_ids, name: str = "input_ids") -> None:
-    if not isinstance(input_ids, torch.Tensor):
-        raise TypeError(f"{name} must be a torch.Tensor, got {type(input_ids).__name__}")
-    if input_ids.dtype != torch.long:
-        raise TypeError(f"{name} must hold int64 token ids, got {input_ids.dtype}")
-
-
-def _check_fraction(value, name: str) -> None:
-    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value <= 1.0:
-        raise ValueError(f"{name} must be a number in [0, 1], got {value!r}")
-
-
-def mask_tokens(input_ids: torch.Tensor, *, mask_token_id: int, vocab_size: int,
-                special_token_ids: Sequence[int], mlm_probability: float = 0.15,
-                mask_fraction: float = 0.8, random_fraction: float = 0.1,
-                generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    """Corrupt a batch for masked-language-model training (the BERT recipe).
-
-    Each ordinary token is *selected* with probability ``mlm_probability``; special tokens
-    (``[CLS]``, ``[SEP]``, ``[PAD]``… listed in ``special_token_ids``) never are.  A selected
-    token becomes ``[MASK]`` with probability ``mask_fraction``, a random ordinary token with
-    probability ``random_fraction``, and stays unchanged otherwise.
-
-    Args:
-        input_ids: int64 ``(B, T)`` (or any shape) token ids.
-        mask_token_id: id of ``[MASK]``.
-        vocab_size: number of ids; random replacements are drawn from the non-special ones.
-        special_token_ids: ids that are never selected (must include padding).
-        generator: a ``torch.Generator`` for repeatable masks.
-
-    Returns:
-        ``(masked_ids, labels)``, both int64 with the shape of ``input_ids``: ``masked_ids`` is
-        the corrupted input; ``labels`` holds the original id at selected positions and
-        :data:`IGNORE_INDEX` (-100) everywhere else.
-    """
-    _check_ids(input_ids)
-    if not isinstance(vocab_size, int) or vocab_size < 2:
-        raise ValueError(f"vocab_size must be an int ≥ 2, got {vocab_size!r}")
-    if not isinstance(mask_token_id, int) or not 0 <= mask_token_id < vocab_size:
-        raise ValueError(f"mask_token_id must be an id in [0, {vocab_size}), got {mask_token_id!r}")
-    special = sorted({int(i) for i in special_token_ids})
-    if mask_token_id not in special:
-        special.append(mask_token_id)
-    _check_fraction(mlm_probability, "mlm_probability")
-    _check_fraction(mask_fraction, "mask_fraction")
-    _check_fraction(random_fraction, "random_fraction")
-    if mask_fraction + random_fraction > 1.0 + 1e-9:
-        raise ValueError(f"mask_fraction + random_fraction must be ≤ 1, got "
-                         f"{mask_fraction} + {random_fraction}")
-    if input_ids.numel() and (input_ids.min() < 0 or input_ids.max() >= vocab_size):
-        raise ValueError(f"input_ids must lie in [0, vocab_size={vocab_size})")
-    ordinary = torch.tensor([i for i in range(vocab_size) if i not in set(special)], dtype=torch.long)
-    if len(ordinary) == 0:
-        raise ValueError("special_token_ids must leave at least one ordinary token id")
-
-    device = input_ids.device
-    is_special = torch.isin(input_ids, torch.tensor(special, dtype=torch.long, device=device))
-    draw = torch.rand(input_ids.shape, generator=generator).to(device)
-    selected = (draw < mlm_probability) & ~is_special
-    labels = torch.where(selected, input_ids, torch.full_like(input_ids, IGNORE_INDEX))
-
-    choice = torch.rand(input_ids.shape, generator=generator).to(device)
-    to_mask = selected & (choice < mask_fraction)
-    to_random = selected & (choice >= mask_fraction) & (choice < mask_fraction + random_fraction)
-    random_ids = ordinary[torch.randint(len(ordinary), input_ids.shape, generator=generator)].to(device)
-    masked = torch.where(to_mask, torch.full_like(input_ids, mask_token_id), input_ids)
-    masked = torch.where(to_random, random_ids, masked)
-    return masked, labels
-
-
-def masking_statistics(input_ids: torch.Tensor, masked_ids: torch.Tensor, labels: torch.Tensor, *,
-                       mask_token_id: int, special_token_ids: Sequence[int]) -> dict[str, float]:
-    """Measure what a masking function did (to verify :func:`mask_tokens` or a learner's version).
-
-    Args:
-        input_ids, masked_ids, labels: int64 tensors of one shape (before, after, MLM labels).
-
-    Returns:
-        ``selected``: share of ordinary tokens selected (≈ 0.15); ``as_mask``, ``as_random``,
-        ``as_unchanged``: shares of the selected tokens that became ``[MASK]``, another token, or
-        stayed (≈ 0.8 / 0.1 / 0.1); ``special_selected``: number of special tokens selected (0);
-        ``unselected_changed``: number of unselected tokens that were altered (0);
-        ``labels_wrong``: selected positions whose label is not the original id (0);
-        ``random_special``: random replacements that are special tokens (0).
-    """
-    for name, t in (("input_ids", input_ids), ("masked_ids", masked_ids), ("labels", labels)):
-        _check_ids(t, name)
-    if not (input_ids.shape == masked_ids.shape == labels.shape):
-        raise ValueError(f"input_ids, masked_ids and labels must share a shape, got {tuple(input_ids.shape)}, "
-                         f"{tuple(masked_ids.shape)}, {tuple(labels.shape)}")
-    special = torch.tensor(sorted({int(i) for i in special_token_ids} | {mask_token_id}), dtype=torch.long)
-    is_special = torch.isin(input_ids.cpu(), special)
-    input_ids, masked_ids, labels = input_ids.cpu(), masked_ids.cpu(), labels.cpu()
-    selected = labels != IGNORE_INDEX
-    n_sel = int(selected.sum())
-    as_mask = selected & (masked_ids == mask_token_id)
-    as_same = selected & (masked_ids == input_ids)
-    as_random = selected & ~as_mask & ~as_same
-    return {
-        "selected": n_sel / max(1, int((~is_special).sum())),
-        "as_mask": int(as_mask.sum()) / max(1, n_sel),
-        "as_random": int(as_random.sum()) / max(1, n_sel),
-        "as_unchanged": int(as_same.sum()) / max(1, n_sel),
-        "special_selected": int((selected & is_special).sum()),
-        "unselected_changed": int((~selected & (masked_ids != input_ids)).sum()),
-        "labels_wrong": int((selected & (labels != input_ids)).sum()),
-        "random_special": int((as_random & torch.isin(masked_ids, special)).sum()),
-    }
-
-
-def masked_lm_loss(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over the masked positions only.
-
-    Args:
-        logits: float ``(B, T, V)`` scores over the vocabulary.
-        labels: int64 ``(B, T)``; :data:`IGNORE_INDEX` (-100) where nothing is to be predicted.
-
-    Returns:
-        A scalar: the mean negative log-likelihood of the original token at labelled positions
-        (what ``BertForMaskedLM`` computes when given ``labels``).
-    """
-    if not isinstance(logits, torch.Tensor) or logits.ndim != 3:
-        raise ValueError(f"logits must be a (B, T, V) tensor, got {getattr(logits, 'shape', type(logits))}")
-    _check_ids(labels, "labels")
-    if labels.shape != logits.shape[:2]:
-        raise ValueError(f"labels must have shape {tuple(logits.shape[:2])}, got {tuple(labels.shape)}")
-    if not (labels != IGNORE_INDEX).any():
-        raise ValueError("labels must mark at least one position to predict (all are -100)")
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1),
-                           ignore_index=IGNORE_INDEX)
-
-
-# =========================================================================== corpus
-@dataclass(frozen=True)
-class Speech:
-    """One speech of a play: who speaks and the verse/prose lines they say."""
-
-    speaker: str
-    lines: tuple[str, ...]
-
-
-def parse_speeches(text: str) -> list[Speech]:
-    """Split Tiny-Shakespeare-style text (``"NAME:\\nline\\nline\\n\\n"``) into speeches."""
-    if not isinstance(text, str) or not text.strip():
-        raise ValueError("text must be a non-empty str")
-    speeches = []
-    for block in re.split(r"\n\s*\n", text):
-        lines = [ln.strip() for ln in block.strip("\n").split("\n") if ln.strip()]
-        if len(lines) >= 2 and lines[0].endswith(":") and len(lines[0]) < 40:
-            speeches.append(Speech(lines[0][:-1], tuple(lines[1:])))
-    return speeches
-
-
-def nsp_pairs(documents: Sequence[Sequence[str]], n_pairs: int, *,
-              generator: torch.Generator | None = None) -> list[tuple[str, str, int]]:
-    """Sentence pairs for next-sentence prediction.
-
-    Sentence A is a random sentence that has a successor in its document.  With probability
-    1/2 sentence B is that successor (label :data:`IS_NEXT` = 0); otherwise B is a random
-    sentence from a *different* document (label :data:`NOT_NEXT` = 1).
-
-    Args:
-        documents: e.g. the lines of each speech (at least two documents, one with ≥ 2 lines).
-        n_pairs: how many pairs to draw.
-        generator: a ``torch.Generator`` for repeatable pairs.
-
-    Returns:
-        ``[(sentence_a, sentence_b, label), ...]`` of length ``n_pairs``.
-    """
-    if not isinstance(documents, Sequence) or isinstance(documents, str):
-        raise TypeError(f"documents must be a sequence of sentence lists, got {type(documents).__name__}")
-    if not isinstance(n_pairs, int) or isinstance(n_pairs, bool) or n_pairs < 1:
-        raise ValueError(f"n_pairs must be a positive int, got {n_pairs!r}")
-    docs = [list(d) for d in documents if len(d) > 0]
-    if len(docs) < 2:
-        raise ValueError("documents must hold at least two non-empty documents")
-    starts = [(d, i) for d, doc in enumerate(docs) for i in range(len(doc) - 1)]
-    if not starts:
-        raise ValueError("documents must contain a document with at least two sentences")
-    pairs = []
-    for _ in range(n_pairs):
-        d, i = starts[int(torch.randint(len(starts), (1,), generator=generator))]
-        if float(torch.rand(1, generator=generator)) < 0.5:
-            pairs.append((docs[d][i], docs[d][i + 1], IS_NEXT))
-        else:
-            other = int(torch.randint(len(docs) - 1, (1,), generator=generator))
-            other += other >= d  # any document but d
-            j = int(torch.randint(len(docs[other]), (1,), generator=generator))
-            pairs.append((docs[d][i], docs[other][j], NOT_NEXT))
-    return pairs
-
-
-# =========================================================================== tokenizer
-def train_wordpiece(texts: Sequence[str], vocab_size: int, *, min_frequency: int = 2,
-                    model_max_length: int = 512):
-    """Train a lower-casing BERT-style WordPiece tokenizer and wrap it for transformers.
-
-    Args:
-        texts: training text, e.g. the lines of the training split.
-        vocab_size: target vocabulary size, special tokens included (≥ 100).
-
-    Returns:
-        A ``PreTrainedTokenizerFast`` with ``[PAD]=0, [UNK]=1, [CLS]=2, [SEP]=3, [MASK]=4`` that
-        adds ``[CLS] A [SEP]`` / ``[CLS] A [SEP] B [SEP]`` and token type ids like BERT.
-    """
-    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import PreTrainedTokenizerFast
-
-    if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts:
-        raise TypeError("texts must be a non-empty sequence of str (e.g. a list of lines)")
-    if not isinstance(vocab_size, int) or vocab_size < 100:
-        raise ValueError(f"vocab_size must be an int ≥ 100, got {vocab_size!r}")
-    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
-    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
-    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
-    tok.decoder = decoders.WordPiece()
-    trainer = trainers.WordPieceTrainer(vocab_size=vocab_size, min_frequency=min_frequency,
-                                        special_tokens=list(SPECIAL_TOKENS), show_progress=False)
-    tok.train_from_iterator(texts, trainer)
-    cls_id, sep_id = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
-    tok.post_processor = processors.TemplateProcessing(
-        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
-        special_tokens=[("[CLS]", cls_id), ("[SEP]", sep_id)])
-    return PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                                   cls_token="[CLS]", sep_token="[SEP]", mask_token="[MASK]",
-                                   model_max_length=model_max_length,
-                                   model_input_names=["input_ids", "token_type_ids", "attention_mask"])
-
-
-def vocab_digest(tokenizer) -> str:
-    """A short hash of a tokenizer's vocabulary (part of every checkpoint key that depends on it)."""
-    vocab = sorted(tokenizer.get_vocab().items())
-    return hashlib.sha256(json.dumps(vocab).encode()).hexdigest()[:10]
-
-
-def shakespeare_wordpiece(vocab_size: int):
-    """The WordPiece tokenizer of the Tiny Shakespeare training split, trained once and cached.
-
-    WordPiece training is not bit-for-bit repeatable (ties are broken in hash order), so the
-    tokenizer is saved under ``<cache>/tokenizers/`` and every model trained with it stores
-    :func:`vocab_digest` in its checkpoint key.
-    """
-    from transformers import PreTrainedTokenizerFast
-
-    from .data import load_tiny_shakespeare, train_val_split
-
-    if not isinstance(vocab_size, int) or vocab_size < 100:
-        raise ValueError(f"vocab_size must be an int ≥ 100, got {vocab_size!r}")
-    folder = cache_dir() / "tokenizers" / f"shakespeare-wordpiece-{vocab_size}"
-    if (folder / "tokenizer.json").is_file():
-        return PreTrainedTokenizerFast.from_pretrained(str(folder))
-    train_text, _ = train_val_split(load_tiny_shakespeare())
-    tokenizer = train_wordpiece(train_text.splitlines(), vocab_size)
-    tmp = folder.with_name(folder.name + f".tmp{time.time_ns()}")
-    tokenizer.save_pretrained(str(tmp))
-    try:
-        tmp.replace(folder)
-    except OSError:  # another process saved it first: use theirs
-        import shutil
-
-        shutil.rmtree(tmp, ignore_errors=True)
-    return PreTrainedTokenizerFast.from_pretrained(str(folder))
-
-
-def special_ids(tokenizer) -> list[int]:
-    """Ids of the tokenizer's special tokens ([PAD], [CLS], [SEP], [MASK], [UNK]…)."""
-    return sorted(set(tokenizer.all_special_ids))
+from .bert_data import (  # noqa: F401  (re-exported: the chapter's first part)
+    DEFAULT_MASKING, IGNORE_INDEX, IS_NEXT, NOT_NEXT, SPECIAL_TOKENS, Speech, _check_fraction, _check_ids,
+    corpus_ids, mask_for, mask_tokens, masked_lm_loss, masking_recipe, masking_statistics, nsp_pairs,
+    parse_speeches, shakespeare_wordpiece, special_ids, text_windows, train_wordpiece, vocab_digest,
+)
+from .bert_downstream import (  # noqa: F401  (re-exported: the chapter's third part)
+    ClassifierResult, SpeakerClassifier, SpeakerData, downstream_encoder, downstream_settings, speaker_dataset,
+    train_speaker_classifier,
+)
+from .config import LabConfig
 
 
 # =========================================================================== model sizes
@@ -358,6 +92,15 @@ def scratch_size(cfg: LabConfig, kind: str = "mlm") -> BertSize:
                     dropout=cfg.pick(smoke=0.0, cpu=0.0, gpu=0.1))
 
 
+def _with_steps(size: BertSize, steps) -> BertSize:
+    """``size`` with another number of training steps (``None``: unchanged)."""
+    if steps is None:
+        return size
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    return dataclasses.replace(size, steps=steps)
+
+
 def bert_config(size: BertSize, tokenizer=None, attn_implementation: str = "sdpa"):
     """A ``BertConfig`` for ``size`` (pad id from ``tokenizer`` when given).
 
@@ -401,42 +144,7 @@ def _schedule(optimizer, steps: int, warmup_fraction: float = 0.06, final: float
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
-
-# =========================================================================== MLM data and metrics
-def corpus_ids(tokenizer, text: str) -> torch.Tensor:
-    """The token ids of ``text`` without special tokens, int64 ``(N,)``."""
-    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
-    return torch.tensor(ids, dtype=torch.long)
-
-
-def text_windows(ids: torch.Tensor, tokenizer, max_len: int, *, n: int | None = None,
-                 generator: torch.Generator | None = None) -> torch.Tensor:
-    """``[CLS] w_1 … w_{max_len-2} [SEP]`` windows of running text, int64 ``(n, max_len)``.
-
-    Random starts when ``generator`` is given; otherwise consecutive non-overlapping windows
-    from the start (a fixed evaluation set).
-    """
-    from .text import random_windows
-
-    span = max_len - 2
-    if generator is not None:
-        body, _ = random_windows(ids, span, n, generator=generator)
-    else:
-        count = (len(ids) - 1) // span if n is None else min(n, (len(ids) - 1) // span)
-        body = ids[: count * span].view(count, span)
-    cls = torch.full((len(body), 1), tokenizer.cls_token_id, dtype=torch.long)
-    sep = torch.full((len(body), 1), tokenizer.sep_token_id, dtype=torch.long)
-    return torch.cat([cls, body, sep], dim=1)
-
-
-def mask_for(tokenizer, input_ids: torch.Tensor, *, generator=None, evaluation: bool = False):
-    """:func:`mask_tokens` with ``tokenizer``'s ids; ``evaluation=True`` turns every selected
-    token into ``[MASK]`` (no random/unchanged: the honest fill-mask test)."""
-    extra = {"mask_fraction": 1.0, "random_fraction": 0.0} if evaluation else {}
-    return mask_tokens(input_ids, mask_token_id=tokenizer.mask_token_id, vocab_size=len(tokenizer),
-                       special_token_ids=special_ids(tokenizer), generator=generator, **extra)
-
-
+# =========================================================================== MLM metrics
 def _mlm_logits(output):
     return output.logits if hasattr(output, "logits") and output.logits is not None else output.prediction_logits
 
@@ -510,10 +218,18 @@ def mlm_eval_set(tokenizer, max_len: int, n: int, *, seed: int = 1234):
     return mask_for(tokenizer, windows, generator=torch.Generator().manual_seed(seed), evaluation=True)
 
 
-def pretrain_mlm(cfg: LabConfig, *, retrain: bool = False, progress: bool = True):
+def pretrain_mlm(cfg: LabConfig, *, mlm_probability: float = 0.15, mask_fraction: float = 0.8,
+                 random_fraction: float = 0.1, steps: int | None = None, retrain: bool = False,
+                 progress: bool = True):
     """Pretrain a small ``BertForMaskedLM`` from scratch on Tiny Shakespeare (cached).
 
-    Dynamic masking (a new mask every batch) on random windows of the training split.
+    Dynamic masking (a new mask every batch) on random windows of the training split, with the
+    recipe ``mlm_probability`` / ``mask_fraction`` / ``random_fraction`` (see :func:`mask_tokens`;
+    the defaults are BERT's) for ``steps`` optimiser steps (default: :func:`scratch_size`'s).
+    The checkpoint is keyed by the sizes, the vocabulary, the seed, the recipe and the steps, so
+    changing any of them trains a new model (``retrain=True`` forces it anyway).  The held-out
+    evaluation always uses BERT's 15 % with every selected token as ``[MASK]``, so runs with
+    different recipes are scored on the same items.
 
     Returns:
         ``(tokenizer, model, meta)``; ``meta["metrics"]`` holds ``losses`` (per step),
@@ -525,7 +241,8 @@ def pretrain_mlm(cfg: LabConfig, *, retrain: bool = False, progress: bool = True
     from .checkpoints import load_or_train
     from .train import count_parameters, train_loop
 
-    size = scratch_size(cfg, "mlm")
+    size = _with_steps(scratch_size(cfg, "mlm"), steps)
+    recipe = masking_recipe(mlm_probability, mask_fraction, random_fraction)
     tokenizer = shakespeare_wordpiece(size.vocab_size)
     train_text, _ = shakespeare_split()
     train_ids = corpus_ids(tokenizer, train_text)
@@ -543,7 +260,7 @@ def pretrain_mlm(cfg: LabConfig, *, retrain: bool = False, progress: bool = True
         def batches():
             while True:
                 windows = text_windows(train_ids, tokenizer, size.max_len, n=size.batch_size, generator=gen)
-                yield mask_for(tokenizer, windows, generator=gen)
+                yield mask_for(tokenizer, windows, generator=gen, masking=recipe)
 
         def loss_fn(m, batch):
             # The same loss as masked_lm_loss(m(input_ids=ids).logits, labels), but the output
@@ -564,7 +281,8 @@ def pretrain_mlm(cfg: LabConfig, *, retrain: bool = False, progress: bool = True
                 "baseline_token": tokenizer.convert_ids_to_tokens(token),
                 "parameters": count_parameters(model), "train_seconds": round(hist.seconds, 2)}
 
-    config = {**size.as_dict(), "vocab": vocab_digest(tokenizer), "seed": cfg.seed, "version": 3}
+    config = {**size.as_dict(), "vocab": vocab_digest(tokenizer), "seed": cfg.seed, "masking": recipe,
+              "version": 4}
     model, meta = load_or_train("bert-mlm", cfg, config, build, train, retrain=retrain)
     return tokenizer, model, meta
 
@@ -584,10 +302,14 @@ def pair_tensors(tokenizer, pairs: Sequence[tuple[str, str, int]], max_len: int)
             "next_sentence_label": torch.tensor([lab for _, _, lab in pairs], dtype=torch.long)}
 
 
-def pretrain_with_nsp(cfg: LabConfig, *, retrain: bool = False, progress: bool = True):
+def pretrain_with_nsp(cfg: LabConfig, *, mlm_probability: float = 0.15, mask_fraction: float = 0.8,
+                      random_fraction: float = 0.1, steps: int | None = None, retrain: bool = False,
+                      progress: bool = True):
     """Pretrain a small ``BertForPreTraining`` (masked LM + next-sentence prediction) from scratch.
 
     Pairs come from the speeches of the training split; evaluation pairs from the validation split.
+    The masking recipe and ``steps`` are as in :func:`pretrain_mlm` and, like the sizes, the
+    vocabulary, the seed and the number of pairs, part of the checkpoint key.
 
     Returns:
         ``(tokenizer, model, meta)``; ``meta["metrics"]`` holds ``losses``, ``nsp_accuracy``,
@@ -598,7 +320,8 @@ def pretrain_with_nsp(cfg: LabConfig, *, retrain: bool = False, progress: bool =
     from .checkpoints import load_or_train
     from .train import count_parameters, infinite_batches, train_loop
 
-    size = scratch_size(cfg, "nsp")
+    size = _with_steps(scratch_size(cfg, "nsp"), steps)
+    recipe = masking_recipe(mlm_probability, mask_fraction, random_fraction)
     tokenizer = shakespeare_wordpiece(size.vocab_size)
     train_text, val_text = shakespeare_split()
     n_train = cfg.pick(smoke=6000, cpu=60000, gpu=200000)
@@ -622,7 +345,7 @@ def pretrain_with_nsp(cfg: LabConfig, *, retrain: bool = False, progress: bool =
 
         def loss_fn(m, batch):
             ids, types, attn, nsp = batch
-            masked, labels = mask_for(tokenizer, ids, generator=gen)
+            masked, labels = mask_for(tokenizer, ids, generator=gen, masking=recipe)
             out = m(input_ids=masked.to(cfg.device), token_type_ids=types.to(cfg.device),
                     attention_mask=attn.to(cfg.device), labels=labels.to(cfg.device),
                     next_sentence_label=nsp.to(cfg.device))
@@ -638,13 +361,13 @@ def pretrain_with_nsp(cfg: LabConfig, *, retrain: bool = False, progress: bool =
         nsp_acc = nsp_accuracy(model, val)
         _, base = most_frequent_baseline(corpus_ids(tokenizer, train_text), labels)
         return {"losses": [round(x, 4) for x in hist.losses], "nsp_accuracy": nsp_acc,
-                "nsp_majority": float(max(val["next_sentence_label"].float().mean(),
+                "nsp_eval_pairs": n_val, "nsp_majority": float(max(val["next_sentence_label"].float().mean(),
                                           1 - val["next_sentence_label"].float().mean())),
                 "top1": acc["top1"], "top5": acc["top5"], "baseline_top1": base,
                 "parameters": count_parameters(model), "train_seconds": round(hist.seconds, 2)}
 
     config = {**size.as_dict(), "vocab": vocab_digest(tokenizer), "seed": cfg.seed, "pairs": n_train,
-              "version": 2}
+              "masking": recipe, "version": 3}
     model, meta = load_or_train("bert-nsp", cfg, config, build, train, retrain=retrain)
     return tokenizer, model, meta
 
@@ -948,171 +671,6 @@ def bert_base_masked_lm(device=None):
         model.to(device)
     return AutoTokenizer.from_pretrained(path), model.eval()
 
-
-# =========================================================================== downstream task
-@dataclass
-class SpeakerData:
-    """Who says this speech?  ``*_labels`` are int64 ``(N,)`` indices into ``speakers``."""
-
-    train_texts: list[str]
-    train_labels: torch.Tensor
-    test_texts: list[str]
-    test_labels: torch.Tensor
-    speakers: tuple[str, ...]
-
-
-def speaker_dataset(text: str | None = None, n_speakers: int = 4, *, test_fraction: float = 0.2,
-                    seed: int = 0) -> SpeakerData:
-    """A balanced classification task from the corpus: the speeches of the ``n_speakers`` most
-    frequent speakers, equally many each, split at random into train and test.
-
-    The speeches come from the whole corpus (the speakers of one play are not spread over the
-    90/10 split); pretraining saw the text but never the speaker labels.
-    """
-    from .data import load_tiny_shakespeare
-
-    if not isinstance(n_speakers, int) or n_speakers < 2:
-        raise ValueError(f"n_speakers must be an int ≥ 2, got {n_speakers!r}")
-    _check_fraction(test_fraction, "test_fraction")
-    speeches = parse_speeches(text if text is not None else load_tiny_shakespeare())
-    counts: dict[str, int] = {}
-    for s in speeches:
-        counts[s.speaker] = counts.get(s.speaker, 0) + 1
-    speakers = tuple(sorted(counts, key=lambda k: (-counts[k], k))[:n_speakers])
-    if len(speakers) < n_speakers:
-        raise ValueError(f"n_speakers={n_speakers} but the text has only {len(speakers)} speakers")
-    per = min(counts[s] for s in speakers)
-    rng = random.Random(seed)
-    train, test = [], []
-    for label, who in enumerate(speakers):
-        mine = [" ".join(s.lines) for s in speeches if s.speaker == who]
-        rng.shuffle(mine)
-        mine = mine[:per]
-        cut = int(round(per * (1 - test_fraction)))
-        train += [(t, label) for t in mine[:cut]]
-        test += [(t, label) for t in mine[cut:]]
-    rng.shuffle(train)
-    return SpeakerData([t for t, _ in train], torch.tensor([y for _, y in train]),
-                       [t for t, _ in test], torch.tensor([y for _, y in test]), speakers)
-
-
-class SpeakerClassifier(torch.nn.Module):
-    """A BERT encoder, mean pooling over real tokens, and one linear layer.
-
-    ``forward(input_ids (B, T), attention_mask (B, T)) -> logits (B, n_classes)``.
-    """
-
-    def __init__(self, encoder, n_classes: int):
-        super().__init__()
-        self.encoder = encoder
-        self.head = torch.nn.Linear(encoder.config.hidden_size, n_classes)
-
-    def pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Mean of the last hidden states over non-padding tokens, ``(B, hidden)``."""
-        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        weights = attention_mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(1) / weights.sum(1).clamp(min=1)
-
-    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.head(self.pooled(input_ids, attention_mask))
-
-
-@dataclass
-class ClassifierResult:
-    mode: str
-    accuracy: float
-    trainable: int
-    total: int
-    seconds: float
-    losses: list[float]
-
-
-def train_speaker_classifier(encoder, tokenizer, data: SpeakerData, *, mode: str, steps: int,
-                             lr: float, batch_size: int = 32, max_len: int = 64, seed: int = 0,
-                             device=None, progress: bool = True) -> ClassifierResult:
-    """Solve :func:`speaker_dataset` with a pretrained encoder in one of two ways.
-
-    - ``mode="frozen"`` (feature extraction, 転移学習): the encoder is frozen; its pooled
-      features are computed once and only the linear head (hidden×classes + classes) learns.
-    - ``mode="finetune"`` (ファインチューニング): a copy of the encoder and the head all learn.
-
-    Returns a :class:`ClassifierResult` (test accuracy, trainable/total parameters, seconds).
-    """
-    from .train import count_parameters, infinite_batches, train_loop
-
-    if mode not in ("frozen", "finetune"):
-        raise ValueError(f"mode must be 'frozen' or 'finetune', got {mode!r}")
-    if not isinstance(steps, int) or steps < 1:
-        raise ValueError(f"steps must be a positive int, got {steps!r}")
-    device = device or next(encoder.parameters()).device
-    torch.manual_seed(seed)
-    gen = torch.Generator().manual_seed(seed)
-    model = SpeakerClassifier(copy.deepcopy(encoder), len(data.speakers)).to(device)
-    enc_tr = tokenizer(data.train_texts, truncation=True, max_length=max_len, padding="max_length",
-                       return_tensors="pt")
-    enc_te = tokenizer(data.test_texts, truncation=True, max_length=max_len, padding="max_length",
-                       return_tensors="pt")
-    start = time.perf_counter()
-    if mode == "frozen":
-        for p in model.encoder.parameters():
-            p.requires_grad_(False)
-        model.eval()
-
-        @torch.no_grad()
-        def features(enc):
-            return torch.cat([model.pooled(enc["input_ids"][s:s + 64].to(device),
-                                           enc["attention_mask"][s:s + 64].to(device))
-                              for s in range(0, len(enc["input_ids"]), 64)])
-
-        f_tr, f_te = features(enc_tr), features(enc_te)
-        opt = torch.optim.AdamW(model.head.parameters(), lr=lr, weight_decay=0.01)
-        batches = infinite_batches(f_tr, data.train_labels.to(device), batch_size=batch_size, generator=gen)
-        hist = train_loop(model.head, opt, batches, lambda h, b: F.cross_entropy(h(b[0]), b[1]), steps,
-                          progress=progress, desc="linear head on frozen features")
-        with torch.no_grad():
-            acc = float((model.head(f_te).argmax(-1).cpu() == data.test_labels).float().mean())
-    else:
-        opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
-        batches = infinite_batches(enc_tr["input_ids"], enc_tr["attention_mask"], data.train_labels,
-                                   batch_size=batch_size, generator=gen, device=device)
-        hist = train_loop(model, opt, batches, lambda m, b: F.cross_entropy(m(b[0], b[1]), b[2]), steps,
-                          scheduler=_schedule(opt, steps), clip_grad=1.0, progress=progress,
-                          desc="full fine-tuning")
-        model.eval()
-        with torch.no_grad():
-            preds = torch.cat([model(enc_te["input_ids"][s:s + 64].to(device),
-                                     enc_te["attention_mask"][s:s + 64].to(device)).argmax(-1).cpu()
-                               for s in range(0, len(data.test_labels), 64)])
-        acc = float((preds == data.test_labels).float().mean())
-    return ClassifierResult(mode, acc, count_parameters(model, trainable_only=True),
-                            count_parameters(model), time.perf_counter() - start, hist.losses)
-
-
-def downstream_settings(cfg: LabConfig) -> dict:
-    """Which encoder and how many steps the downstream comparison uses in each profile."""
-    return cfg.pick(
-        smoke={"encoder": "scratch", "frozen_steps": 300, "finetune_steps": 80, "frozen_lr": 3e-3,
-               "finetune_lr": 5e-4, "max_len": 12},  # the smoke BERT knows 12 positions
-        cpu={"encoder": "minilm", "frozen_steps": 600, "finetune_steps": 150, "frozen_lr": 3e-3,
-             "finetune_lr": 5e-5, "max_len": 64},
-        gpu={"encoder": "minilm", "frozen_steps": 1000, "finetune_steps": 400, "frozen_lr": 3e-3,
-             "finetune_lr": 5e-5, "max_len": 96})
-
-
-def downstream_encoder(cfg: LabConfig, which: str | None = None):
-    """``(tokenizer, BertModel)``: the from-scratch MLM encoder or all-MiniLM-L6-v2."""
-    which = which or downstream_settings(cfg)["encoder"]
-    if which == "scratch":
-        tokenizer, mlm, _ = pretrain_mlm(cfg, progress=False)
-        return tokenizer, mlm.bert
-    if which == "minilm":
-        from .models import load_minilm
-
-        tokenizer, encoder = load_minilm("encoder", device=cfg.device)
-        return tokenizer, encoder
-    raise ValueError(f"which must be 'scratch' or 'minilm', got {which!r}")
-
-
 # =========================================================================== bench
 @register("bert", "BERT: MLM/NSP pretraining from scratch, MiniLM MLM head, frozen vs fine-tuned encoder")
 def bench_bert(cfg: LabConfig) -> list[Metric]:
@@ -1135,6 +693,7 @@ def bench_bert(cfg: LabConfig) -> list[Metric]:
         Metric("mlm_top1_over_baseline", ratio, bar=cfg.pick(smoke=2.0, cpu=2.0, gpu=2.0), unit="x"),
         Metric("nsp_accuracy", n["nsp_accuracy"]), Metric("nsp_chance", n["nsp_majority"]),
         Metric("nsp_model_mlm_top1", n["top1"]),
+        Metric("nsp_model_mlm_most_frequent", n["baseline_top1"]),
         Metric("minilm_head_mlm_top1", mini_meta["metrics"]["top1"]),
         Metric("fill_mask_word_top1_scratch", fm_scratch["top1"]),
         Metric("fill_mask_word_top1_minilm_head", fm_mini["top1"]),

@@ -154,6 +154,95 @@ def count_trainable(model: nn.Module) -> tuple[int, int]:
     return sum(p.numel() for p in params if p.requires_grad), sum(p.numel() for p in params)
 
 
+# --------------------------------------------------------------------------- why B = 0 and A random
+
+LORA_INITS = ("random", "zero")
+
+
+def init_lora_factors(layer: LoRALinear, A: str = "random", B: str = "zero", *, seed: int = 0) -> LoRALinear:
+    """Set a LoRA layer's factors, each to ``"random"`` or ``"zero"`` (in place; returns ``layer``).
+
+    ``"random"`` draws kaiming-uniform values, as peft (and ``nn.Linear``) initialise ``A``:
+    uniform in ±1/√fan_in, where fan_in is the matrix's input size (``in_features`` for ``A``,
+    ``r`` for ``B``).  LoRA's own choice is ``A="random", B="zero"``.
+    """
+    if not isinstance(layer, LoRALinear):
+        raise TypeError(f"layer must be a LoRALinear, got {type(layer).__name__}")
+    for name, how in (("A", A), ("B", B)):
+        if how not in LORA_INITS:
+            raise ValueError(f"{name} must be one of {LORA_INITS}, got {how!r}")
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p, how in ((layer.lora_A, A), (layer.lora_B, B)):
+            if how == "zero":
+                p.zero_()
+            else:
+                bound = 1.0 / math.sqrt(p.shape[1])
+                p.copy_(torch.rand(p.shape, generator=gen, dtype=p.dtype).mul_(2 * bound).sub_(bound))
+    return layer
+
+
+def lora_init_problem(A: str = "random", B: str = "zero", *, in_features: int = 32, out_features: int = 16,
+                      r: int = 4, alpha: float = 8.0, n: int = 128, seed: int = 0):
+    """A frozen linear layer with LoRA attached, and a task it can learn only through LoRA.
+
+    The target is the frozen layer's output plus a hidden rank-``r`` change ``x ΔWᵀ``, so a
+    rank-``r`` update can fit it exactly.  Seeded; the global random state is left untouched.
+
+    Returns:
+        ``(layer, x, target)``: a :class:`LoRALinear` (A and B set by :func:`init_lora_factors`),
+        inputs float32 (n, in_features) and targets float32 (n, out_features).
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        base = nn.Linear(in_features, out_features)
+        layer = LoRALinear(base, r=r, alpha=alpha)
+        x = torch.randn(n, in_features)
+        delta = torch.randn(out_features, r) @ torch.randn(r, in_features) / math.sqrt(r * in_features)
+        with torch.no_grad():
+            target = base(x) + x @ delta.t()
+    return init_lora_factors(layer, A, B, seed=seed + 1), x, target
+
+
+def lora_init_experiment(A: str = "random", B: str = "zero", *, steps: int = 40, lr: float = 1e-2,
+                         seed: int = 0, **sizes) -> dict:
+    """Train LoRA from one initialisation of ``A`` and ``B`` and record what happens.
+
+    On :func:`lora_init_problem` (``sizes`` go there): the output change at the start, the
+    gradients of the first backward pass, then ``steps`` AdamW steps of mean-squared error.
+
+    Returns:
+        dict with ``A``, ``B``; ``output_change`` (max |adapted − frozen output| before training);
+        ``grad_A``, ``grad_B`` (norms of the first gradient); ``A_moved``, ``B_moved`` (‖A − A₀‖,
+        ‖B − B₀‖ after training); ``losses`` (``steps + 1`` values, the first before training).
+    """
+    import torch.nn.functional as F
+
+    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+        raise ValueError(f"steps must be a positive int, got {steps!r}")
+    if not lr > 0:
+        raise ValueError(f"lr must be positive, got {lr!r}")
+    layer, x, target = lora_init_problem(A, B, seed=seed, **sizes)
+    A0, B0 = layer.lora_A.detach().clone(), layer.lora_B.detach().clone()
+    with torch.no_grad():
+        output_change = float((layer(x) - layer.base(x)).abs().max())
+    opt = torch.optim.AdamW([layer.lora_A, layer.lora_B], lr=lr, weight_decay=0.0)
+    losses, grads = [], None
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.mse_loss(layer(x), target)
+        loss.backward()
+        if grads is None:
+            grads = float(layer.lora_A.grad.norm()), float(layer.lora_B.grad.norm())
+        losses.append(loss.item())
+        opt.step()
+    with torch.no_grad():
+        losses.append(float(F.mse_loss(layer(x), target)))
+    return {"A": A, "B": B, "output_change": output_change, "grad_A": grads[0], "grad_B": grads[1],
+            "A_moved": float((layer.lora_A.detach() - A0).norm()), "B_moved": float((layer.lora_B.detach() - B0).norm()),
+            "losses": losses}
+
+
 def prepare_head_only(model: nn.Module) -> nn.Module:
     """Train only the output side of a :class:`~genai_lab.gpt.TinyGPT`: final LayerNorm + output layer.
 
@@ -301,6 +390,75 @@ def compare_adaptation(cfg, *, ranks: Iterable[int] | None = None, steps: int | 
     return rows
 
 
+def method_settings(name: str, lr: float | None = None) -> dict:
+    """The settings of a compared method by its table name, optionally at another learning rate.
+
+    ``name``: ``"full fine-tuning"``, ``"head only"`` or ``"LoRA r=<rank>"``; ``lr`` replaces the
+    method's own rate from :func:`adaptation_methods` (the rates a sweep compares at).
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a method name such as 'LoRA r=4', got {type(name).__name__}")
+    if name.startswith("LoRA r="):
+        rank = name[len("LoRA r="):]
+        if not rank.isdigit() or int(rank) < 1:
+            raise ValueError(f"name must be 'LoRA r=<positive int>', got {name!r}")
+        settings = dict(adaptation_methods([int(rank)]))[name]
+    else:
+        known = dict(adaptation_methods([]))
+        if name not in known:
+            raise ValueError(f"name must be 'full fine-tuning', 'head only' or 'LoRA r=<rank>', got {name!r}")
+        settings = known[name]
+    if lr is not None:
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+            raise ValueError(f"lr must be a finite positive number, got {lr!r}")
+        settings = dict(settings, lr=float(lr))
+    return dict(settings)
+
+
+def learning_rate_sweep(base: nn.Module, data: ShiftedData, lrs: Iterable[float],
+                        methods: Iterable[str] = ("full fine-tuning", "head only", "LoRA r=4"), *,
+                        steps: int, batch_size: int = 16, seed: int = 0,
+                        known: dict[tuple[str, float], dict] | None = None) -> list[dict]:
+    """Train every method at every learning rate: same steps, batch, data and seed; only the rate varies.
+
+    A method trained at a higher rate moves its weights further, which changes both its gain on the
+    new data and its forgetting, so methods can only be ranked at matched rates (or along their
+    whole gain-vs-forgetting curve).
+
+    Args:
+        base: the pretrained model (not modified).
+        data: the :class:`ShiftedData` to adapt to.
+        lrs: the learning rates, each a finite positive number.
+        methods: names as in :func:`method_settings`.
+        steps, batch_size, seed: as :func:`adapt`.
+        known: ``{(method, lr): row}`` rows :func:`adapt` already returned with the same steps, batch
+            and seed (not trained again).
+    Returns:
+        One dict per (method, lr), methods in order, rates ascending: ``method``, ``lr``,
+        ``trainable``, ``new_val``, ``old_val``, ``gain`` (base new_val − new_val, nats/char) and
+        ``forgetting`` (old_val − base old_val, nats/char).
+    """
+    from .gpt import evaluate_loss
+
+    lrs = sorted(float(lr) for lr in lrs)
+    if not lrs:
+        raise ValueError("lrs must hold at least one learning rate")
+    methods = list(methods)
+    if not methods:
+        raise ValueError("methods must name at least one method")
+    settings = {(name, lr): method_settings(name, lr) for name in methods for lr in lrs}  # validates both
+    base_new, base_old = evaluate_loss(base, data.new_val), evaluate_loss(base, data.old_val)
+    rows = []
+    for (name, lr), method in settings.items():
+        row = (known or {}).get((name, lr))
+        if row is None:
+            _, row = adapt(base, method, data, steps=steps, batch_size=batch_size, seed=seed)
+        rows.append({"method": name, "lr": lr, "trainable": row["trainable"], "new_val": row["new_val"],
+                     "old_val": row["old_val"], "gain": base_new - row["new_val"],
+                     "forgetting": row["old_val"] - base_old})
+    return rows
+
+
 # --------------------------------------------------------------------------- peft on SmolLM2
 
 
@@ -363,6 +521,19 @@ def bench_lora(cfg) -> list[Metric]:
     by = {r["method"]: r for r in rows}
     base, lora = by["base (no training)"], by["LoRA r=4"]
     full = by["full fine-tuning"]
+    # the same three methods at matched learning rates (the table's runs reused): the chapter's sweep
+    from .gpt import trained_tiny_gpt
+
+    gpt_model, _ = trained_tiny_gpt(cfg)
+    data = speaker_split()
+    steps = adaptation_steps(data, gpt_model.config.block_size, batch_size=16)
+    names = ("full fine-tuning", "head only", "LoRA r=4")
+    own = {name: method_settings(name)["lr"] for name in names}
+    sweep = learning_rate_sweep(gpt_model, data, sorted(set(own.values())), names, steps=steps, batch_size=16,
+                                seed=cfg.seed, known={(name, own[name]): by[name] for name in names})
+    best = {name: max((r for r in sweep if r["method"] == name), key=lambda r: r["gain"]) for name in names}
+    gains = {(r["method"], r["lr"]): r["gain"] for r in sweep}
+    lora_head_gap = max(abs(gains["LoRA r=4", lr] - gains["head only", lr]) for lr in own.values())
     # merging must not change the function
     from .gpt import GPTConfig, TinyGPT
 
@@ -383,4 +554,14 @@ def bench_lora(cfg) -> list[Metric]:
         Metric("full_ft_old_val_change", full["old_val"] - base["old_val"], higher_is_better=False, unit="nats/char"),
         Metric("lora_r4_trainable_share", lora["trainable"] / lora["total"], higher_is_better=False),
         Metric("lora_merge_max_abs_diff", float((before - after).abs().max()), higher_is_better=False, bar=1e-4),
+        Metric("matched_lr_full_ft_best_gain", best["full fine-tuning"]["gain"], unit="nats/char"),
+        Metric("matched_lr_full_ft_best_lr", best["full fine-tuning"]["lr"]),
+        Metric("matched_lr_full_ft_forgetting_at_best", best["full fine-tuning"]["forgetting"],
+               higher_is_better=False, unit="nats/char"),
+        Metric("matched_lr_lora_r4_best_gain", best["LoRA r=4"]["gain"], unit="nats/char"),
+        Metric("matched_lr_lora_r4_best_lr", best["LoRA r=4"]["lr"]),
+        Metric("matched_lr_lora_r4_forgetting_at_best", best["LoRA r=4"]["forgetting"],
+               higher_is_better=False, unit="nats/char"),
+        Metric("matched_lr_head_best_gain", best["head only"]["gain"], unit="nats/char"),
+        Metric("matched_lr_lora_r4_vs_head_max_gain_gap", lora_head_gap, higher_is_better=False, unit="nats/char"),
     ]

@@ -307,3 +307,64 @@ def test_bench_smoke_clears_the_issue_bar():
     assert barred and all(r["passed"] is True for r in barred), barred
     assert values["mlm_top1"] >= 2 * values["mlm_most_frequent_baseline"]
     assert values["mlm_top5"] > values["mlm_top1"]
+
+
+# --------------------------------------------------------------------------- what the cache is keyed by
+def _captured_keys(monkeypatch, fn, **kwargs):
+    """The checkpoint config ``fn(cfg, **kwargs)`` would be cached under (nothing is trained)."""
+    from genai_lab import checkpoints
+    from genai_lab.config import LabConfig
+
+    seen = {}
+
+    def fake_load_or_train(name, cfg, config, build, train, **_):
+        seen["name"], seen["config"] = name, config
+        raise RuntimeError("stop")
+
+    monkeypatch.setattr(checkpoints, "load_or_train", fake_load_or_train)
+    monkeypatch.setattr(bert, "shakespeare_wordpiece", lambda vocab_size: bert.train_wordpiece(
+        TOY_TEXT.splitlines() * 20, vocab_size=120, min_frequency=1))
+    monkeypatch.setattr(bert, "shakespeare_split", lambda: (TOY_TEXT * 30, TOY_TEXT * 30))
+    with pytest.raises(RuntimeError, match="stop"):
+        fn(LabConfig(profile="smoke", device=torch.device("cpu")), **kwargs)
+    return seen
+
+
+@pytest.mark.parametrize("fn", [bert.pretrain_mlm, bert.pretrain_with_nsp])
+def test_every_setting_that_changes_a_pretrained_bert_changes_its_checkpoint_key(monkeypatch, fn):
+    from genai_lab.checkpoints import checkpoint_path
+
+    default = _captured_keys(monkeypatch, fn)
+    assert default["config"]["masking"] == bert.DEFAULT_MASKING
+    paths = {checkpoint_path(default["name"], "smoke", default["config"])}
+    for change in ({"mlm_probability": 0.3}, {"mask_fraction": 1.0, "random_fraction": 0.0}, {"steps": 7}):
+        seen = _captured_keys(monkeypatch, fn, **change)
+        paths.add(checkpoint_path(seen["name"], "smoke", seen["config"]))
+    assert len(paths) == 4  # each "Try this" change trains a new model instead of reloading the old one
+    assert _captured_keys(monkeypatch, fn, steps=7)["config"]["steps"] == 7
+
+
+def test_mask_for_follows_the_recipe_it_is_given(toy_tokenizer):
+    ids = torch.randint(5, len(toy_tokenizer), (400, 30), generator=torch.Generator().manual_seed(0))
+    recipe = bert.masking_recipe(mlm_probability=0.4, mask_fraction=1.0, random_fraction=0.0)
+    masked, labels = bert.mask_for(toy_tokenizer, ids, generator=torch.Generator().manual_seed(1), masking=recipe)
+    selected = labels != bert.IGNORE_INDEX
+    assert abs(selected.float().mean().item() - 0.4) < 0.02
+    assert bool((masked[selected] == toy_tokenizer.mask_token_id).all())
+
+
+@pytest.mark.parametrize("kwargs, word", [
+    ({"mlm_probability": 0.0}, "mlm_probability"), ({"mlm_probability": 1.5}, "mlm_probability"),
+    ({"mask_fraction": 0.9, "random_fraction": 0.2}, "mask_fraction"), ({"random_fraction": -0.1}, "random_fraction"),
+])
+def test_masking_recipe_rejects_bad_fractions(kwargs, word):
+    with pytest.raises(ValueError, match=word):
+        bert.masking_recipe(**kwargs)
+
+
+def test_pretraining_rejects_bad_steps():
+    from genai_lab.config import LabConfig
+
+    for steps in (0, 2.5, True):
+        with pytest.raises(ValueError, match="steps"):
+            bert.pretrain_mlm(LabConfig(profile="smoke", device=torch.device("cpu")), steps=steps)

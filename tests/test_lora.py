@@ -124,6 +124,10 @@ def test_bench_smoke_lora_adapts_and_clears_the_bars():
     assert rows["lora_merge_max_abs_diff"]["passed"] is True
     assert rows["lora_r4_gain_over_base"]["value"] > 0.02  # it learned the speaker's lines
     assert rows["lora_r4_trainable_share"]["value"] < 0.1
+    # the matched-rate sweep: each method's best rate is one of the two compared, gains are real
+    assert {rows["matched_lr_full_ft_best_lr"]["value"], rows["matched_lr_lora_r4_best_lr"]["value"]} <= {3e-4, 3e-3}
+    assert rows["matched_lr_lora_r4_best_gain"]["value"] >= rows["lora_r4_gain_over_base"]["value"] - 1e-9
+    assert rows["matched_lr_full_ft_best_gain"]["value"] > 0.02 and rows["matched_lr_head_best_gain"]["value"] > 0.02
 
 
 def test_bad_inputs():
@@ -182,3 +186,156 @@ def test_add_lora_that_fails_leaves_the_model_untouched(kwargs, error):
     assert all(p.requires_grad for p in model.parameters())  # nothing was frozen
     assert not lora.lora_layers(model)
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
+
+
+# --------------------------------------------------------------------------- why B = 0 and A random
+def test_lora_start_b_zero_a_random_is_exact_and_learns():
+    run = lora.lora_init_experiment("random", "zero")
+    assert run["output_change"] == 0.0  # B = 0 ⇒ ΔW = BA = 0 exactly
+    assert run["grad_A"] == 0.0 and run["grad_B"] > 1e-3  # ∇A carries B (zero), ∇B carries A
+    assert run["A_moved"] > 0 and run["B_moved"] > 0  # once B moved, A gets gradients too
+    assert len(run["losses"]) == 41 and run["losses"][-1] < 0.5 * run["losses"][0]
+
+
+def test_lora_start_both_zero_never_trains():
+    run = lora.lora_init_experiment("zero", "zero", steps=10)
+    assert run["output_change"] == 0.0
+    assert run["grad_A"] == 0.0 and run["grad_B"] == 0.0
+    assert run["A_moved"] == 0.0 and run["B_moved"] == 0.0
+    assert len(set(run["losses"])) == 1  # the loss never moves
+
+
+def test_lora_start_both_random_changes_the_output_before_training():
+    run = lora.lora_init_experiment("random", "random")
+    assert run["output_change"] > 0.1
+    assert run["grad_A"] > 0 and run["grad_B"] > 0
+
+
+def test_lora_start_a_zero_b_random_also_starts_exact():
+    run = lora.lora_init_experiment("zero", "random")
+    assert run["output_change"] == 0.0 and run["grad_B"] == 0.0 and run["grad_A"] > 1e-3
+    assert run["losses"][-1] < run["losses"][0]
+
+
+def test_first_lora_gradients_match_the_formula():
+    import torch.nn.functional as F
+
+    layer, x, target = lora.lora_init_problem(seed=3)
+    loss = F.mse_loss(layer(x), target)
+    loss.backward()
+    y = layer.base(x).detach().requires_grad_()
+    (dy,) = torch.autograd.grad(F.mse_loss(y, target), [y])  # ∂L/∂y at B = 0 (output = base output)
+    expected_grad_B = layer.scaling * dy.t() @ (x @ layer.lora_A.detach().t())  # s · gᵀ (x Aᵀ)
+    torch.testing.assert_close(layer.lora_B.grad, expected_grad_B)
+    assert torch.count_nonzero(layer.lora_A.grad) == 0  # s · Bᵀ gᵀ x with B = 0
+
+
+def test_lora_problem_is_seeded_and_keeps_the_global_random_state():
+    state = torch.get_rng_state()
+    l1, x1, t1 = lora.lora_init_problem(seed=5)
+    l2, x2, t2 = lora.lora_init_problem(seed=5)
+    assert torch.equal(torch.get_rng_state(), state)
+    assert torch.equal(x1, x2) and torch.equal(t1, t2) and torch.equal(l1.lora_A, l2.lora_A)
+    assert torch.count_nonzero(l1.lora_B) == 0 and torch.count_nonzero(l1.lora_A) == l1.lora_A.numel()
+    bound = 1 / l1.in_features ** 0.5
+    assert l1.lora_A.abs().max() <= bound  # kaiming uniform, as peft
+
+
+def test_peft_starts_lora_the_same_way():
+    from collections import OrderedDict
+
+    from peft import LoraConfig, get_peft_model
+
+    torch.manual_seed(0)
+    net = nn.Sequential(OrderedDict(proj=nn.Linear(32, 16)))
+    x = torch.randn(4, 32)
+    with torch.no_grad():
+        before = net(x)
+    peft_net = get_peft_model(net, LoraConfig(r=4, lora_alpha=8, target_modules=["proj"], lora_dropout=0.0))
+    layer = peft_net.base_model.model.proj
+    assert torch.count_nonzero(layer.lora_B["default"].weight) == 0
+    assert torch.count_nonzero(layer.lora_A["default"].weight) == layer.lora_A["default"].weight.numel()
+    with torch.no_grad():
+        assert torch.equal(peft_net(x), before)
+
+
+def test_lora_init_bad_inputs():
+    with pytest.raises(TypeError, match="layer"):
+        lora.init_lora_factors(nn.Linear(2, 2))
+    with pytest.raises(ValueError, match="A"):
+        lora.init_lora_factors(lora.LoRALinear(nn.Linear(2, 2), r=1), A="ones")
+    with pytest.raises(ValueError, match="B"):
+        lora.lora_init_problem(B="normal")
+    with pytest.raises(ValueError, match="steps"):
+        lora.lora_init_experiment(steps=0)
+    with pytest.raises(ValueError, match="lr"):
+        lora.lora_init_experiment(lr=0.0)
+
+
+# --------------------------------------------------------------------------- matched learning rates
+def toy_shift(seed=0):
+    """A tiny GPT and a shifted distribution it can learn in a few steps: a repeating pattern."""
+    torch.manual_seed(seed)
+    base = TinyGPT(GPTConfig(vocab_size=12, block_size=8, n_layer=1, n_head=2, n_embd=32))
+    pattern = torch.tensor([3, 7, 1, 9, 5]).repeat(80)
+    old = torch.randint(0, 12, (400,), generator=torch.Generator().manual_seed(seed))
+    return base, lora.ShiftedData("TOY", pattern[:300], pattern[300:], old, "", "")
+
+
+def test_method_settings_by_name_and_rate():
+    assert lora.method_settings("LoRA r=8") == {"kind": "lora", "r": 8, "lr": 3e-3}
+    assert lora.method_settings("full fine-tuning", 1e-3) == {"kind": "full", "lr": 1e-3}
+    assert lora.method_settings("head only")["kind"] == "head"
+    for bad, err in (("LoRA r=0", ValueError), ("LoRA r=x", ValueError), ("prompt tuning", ValueError), (4, TypeError)):
+        with pytest.raises(err, match="name"):
+            lora.method_settings(bad)
+    for lr in (0.0, -1e-3, float("nan"), True):
+        with pytest.raises(ValueError, match="lr"):
+            lora.method_settings("head only", lr)
+
+
+def test_learning_rate_sweep_trains_each_method_at_each_rate(monkeypatch):
+    base, data = toy_shift()
+    seen = []
+    real_adapt = lora.adapt
+
+    def spy(b, method, d, **kwargs):
+        seen.append((method["kind"], method["lr"], kwargs["steps"], kwargs["batch_size"], kwargs["seed"]))
+        return real_adapt(b, method, d, **kwargs)
+
+    monkeypatch.setattr(lora, "adapt", spy)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    rows = lora.learning_rate_sweep(base, data, [1e-2, 1e-3], ["head only", "LoRA r=2"], steps=20, batch_size=4, seed=3)
+    assert [(r["method"], r["lr"]) for r in rows] == [("head only", 1e-3), ("head only", 1e-2),
+                                                      ("LoRA r=2", 1e-3), ("LoRA r=2", 1e-2)]
+    assert sorted(seen) == sorted([("head", 1e-3, 20, 4, 3), ("head", 1e-2, 20, 4, 3),
+                                   ("lora", 1e-3, 20, 4, 3), ("lora", 1e-2, 20, 4, 3)])  # only the rate varies
+    assert all(torch.equal(v, before[k]) for k, v in base.state_dict().items())  # the base is not touched
+    from genai_lab.gpt import evaluate_loss
+
+    base_new, base_old = evaluate_loss(base, data.new_val), evaluate_loss(base, data.old_val)
+    for r in rows:
+        assert r["gain"] == pytest.approx(base_new - r["new_val"]) and r["forgetting"] == pytest.approx(r["old_val"] - base_old)
+    by = {(r["method"], r["lr"]): r for r in rows}
+    # on a learnable pattern the higher rate learns more in 20 steps, for both methods
+    assert by["head only", 1e-2]["gain"] > by["head only", 1e-3]["gain"] > 0
+    assert by["LoRA r=2", 1e-2]["gain"] > by["LoRA r=2", 1e-3]["gain"] > 0
+
+
+def test_learning_rate_sweep_reuses_known_runs_and_checks_its_arguments(monkeypatch):
+    base, data = toy_shift()
+    calls = []
+    monkeypatch.setattr(lora, "adapt", lambda *a, **k: calls.append(a[1]) or (None, {
+        "trainable": 1, "new_val": 1.0, "old_val": 2.0}))
+    known = {("head only", 1e-3): {"trainable": 7, "new_val": 0.5, "old_val": 3.0}}
+    rows = lora.learning_rate_sweep(base, data, [1e-3, 1e-2], ["head only"], steps=5, known=known)
+    assert len(calls) == 1 and calls[0]["lr"] == 1e-2
+    assert rows[0]["trainable"] == 7 and rows[0]["new_val"] == 0.5
+    with pytest.raises(ValueError, match="lrs"):
+        lora.learning_rate_sweep(base, data, [], steps=5)
+    with pytest.raises(ValueError, match="methods"):
+        lora.learning_rate_sweep(base, data, [1e-3], [], steps=5)
+    with pytest.raises(ValueError, match="lr"):
+        lora.learning_rate_sweep(base, data, [1e-3, -1.0], steps=5)
+    with pytest.raises(ValueError, match="name"):
+        lora.learning_rate_sweep(base, data, [1e-3], ["LoRA"], steps=5)
