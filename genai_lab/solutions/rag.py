@@ -55,3 +55,12 @@ def reciprocal_rank_fusion(rankings: list[list[str]], k: int = 60) -> list[tuple
         for rank, item in enumerate(ranking, start=1):
             scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
     return sorted(scores.items(), key=lambda pair: -pair[1])
+
+
+def grounded_prompt(question: str, passages: list[str], similarities: list[float],
+                    min_similarity: float = 0.4) -> str | None:
+    """The user message of a grounded answer, or ``None`` to abstain ("I don't know")."""
+    if not passages or max(similarities) < min_similarity:
+        return None
+    blocks = [f"[{i}] {passage}" for i, passage in enumerate(passages, start=1)]
+    return "Context:\n" + "\n\n".join(blocks) + "\n\nQuestion: " + question
