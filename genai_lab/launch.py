@@ -59,8 +59,12 @@ def setup_cell_source(extras: tuple[str, ...] = ()) -> str:
 
 
 def notebook_extras(path: str | Path) -> tuple[str, ...]:
-    """Extras a notebook's set-up cell installs: the RAG chapter and lab need the ``rag`` extra."""
-    return ("rag",) if Path(path).name.startswith("09_rag") else ()
+    """Extras a notebook's set-up cell installs: the RAG chapter and lab need the ``rag`` extra, the
+    serving chapter (which rebuilds the RAG with LangChain) ``rag`` and ``serve``."""
+    name = Path(path).name
+    if name.startswith("10_serving"):
+        return ("rag", "serve")
+    return ("rag",) if name.startswith("09_rag") else ()
 
 
 # --------------------------------------------------------------------------- restart check

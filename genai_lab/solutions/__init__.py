@@ -13,7 +13,8 @@ import importlib
 from pathlib import Path
 
 #: lab topics, in chapter order: ``labs/NN_<topic>_lab.ipynb`` ↔ ``genai_lab/solutions/<topic>.py``
-TOPICS = ("intro", "cnn", "rnn", "attention", "bert", "gpt", "lora", "diffusion", "gan_clip", "rag")
+TOPICS = ("intro", "cnn", "rnn", "attention", "bert", "gpt", "lora", "diffusion", "gan_clip", "rag",
+          "serving")
 
 
 def _module_path(topic: str) -> Path:
