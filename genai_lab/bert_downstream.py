@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from .bert import _schedule, pretrain_mlm
 from .bert_data import _check_fraction, parse_speeches
 from .config import LabConfig
 
@@ -108,7 +109,6 @@ def train_speaker_classifier(encoder, tokenizer, data: SpeakerData, *, mode: str
 
     Returns a :class:`ClassifierResult` (test accuracy, trainable/total parameters, seconds).
     """
-    from .bert import _schedule  # the pretraining schedule (bert imports this module: import here)
     from .train import count_parameters, infinite_batches, train_loop
 
     if mode not in ("frozen", "finetune"):
@@ -174,8 +174,6 @@ def downstream_encoder(cfg: LabConfig, which: str | None = None):
     """``(tokenizer, BertModel)``: the from-scratch MLM encoder or all-MiniLM-L6-v2."""
     which = which or downstream_settings(cfg)["encoder"]
     if which == "scratch":
-        from .bert import pretrain_mlm
-
         tokenizer, mlm, _ = pretrain_mlm(cfg, progress=False)
         return tokenizer, mlm.bert
     if which == "minilm":

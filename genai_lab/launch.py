@@ -23,6 +23,9 @@ import sys
 from pathlib import Path
 from urllib.parse import quote
 
+#: the checkout this module sits in (config.REPO_ROOT too; not imported from there: config imports this module)
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 #: ``owner/name`` of the repository on GitHub: the one place it is configured
 REPOSITORY = "genai-lab/genai-lab"
 BRANCH = "main"
@@ -155,8 +158,6 @@ def _first_code_cell(nb: dict) -> dict | None:
 
 def setup_cell_problems(root: str | Path | None = None) -> list[str]:
     """Notebooks (relative paths) whose first code cell is not :func:`setup_cell_source`."""
-    from .config import REPO_ROOT
-
     root = Path(root) if root is not None else REPO_ROOT
     problems = []
     for path in _notebooks(root):
@@ -173,8 +174,6 @@ def write_setup_cells(root: str | Path | None = None) -> list[str]:
     A notebook whose first code cell does not start with the import of ``genai_lab`` (the old
     two-line cell or an earlier version of this one) is left alone and reported by the check.
     """
-    from .config import REPO_ROOT
-
     root = Path(root) if root is not None else REPO_ROOT
     changed = []
     import nbformat

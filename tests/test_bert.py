@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from genai_lab import bert
+from genai_lab import bert, bert_downstream
 from genai_lab.checks import bert as bert_checks
 
 TOY_TEXT = """First Citizen:
@@ -265,12 +265,12 @@ def test_minilm_masked_lm_trains_only_the_head():
 
 def test_speaker_dataset_is_balanced_and_disjoint():
     text = "\n\n".join(f"{who}:\nline {who} {i}\nmore {i}" for i in range(10) for who in ("A", "B", "C"))
-    data = bert.speaker_dataset(text, n_speakers=3, test_fraction=0.2, seed=0)
+    data = bert_downstream.speaker_dataset(text, n_speakers=3, test_fraction=0.2, seed=0)
     assert len(data.train_texts) == 24 and len(data.test_texts) == 6
     assert torch.bincount(data.test_labels).tolist() == [2, 2, 2]
     assert not set(data.train_texts) & set(data.test_texts)
     with pytest.raises(ValueError, match="n_speakers"):
-        bert.speaker_dataset(text, n_speakers=5)
+        bert_downstream.speaker_dataset(text, n_speakers=5)
 
 
 def test_frozen_classifier_trains_only_the_head_and_learns_a_separable_task(toy_tokenizer):
@@ -280,19 +280,19 @@ def test_frozen_classifier_trains_only_the_head_and_learns_a_separable_task(toy_
     encoder = BertModel(BertConfig(vocab_size=len(toy_tokenizer), hidden_size=32, num_hidden_layers=1,
                                    num_attention_heads=2, intermediate_size=64, max_position_embeddings=64))
     words = {0: "citizens people poor", 1: "speak hear word"}
-    data = bert.SpeakerData([words[i % 2] for i in range(40)], torch.tensor([i % 2 for i in range(40)]),
+    data = bert_downstream.SpeakerData([words[i % 2] for i in range(40)], torch.tensor([i % 2 for i in range(40)]),
                             [words[i % 2] for i in range(10)], torch.tensor([i % 2 for i in range(10)]),
                             ("A", "B"))
-    frozen = bert.train_speaker_classifier(encoder, toy_tokenizer, data, mode="frozen", steps=60, lr=1e-2,
+    frozen = bert_downstream.train_speaker_classifier(encoder, toy_tokenizer, data, mode="frozen", steps=60, lr=1e-2,
                                            batch_size=8, max_len=16, progress=False)
     assert frozen.trainable == 32 * 2 + 2 and frozen.accuracy == 1.0
     before = [p.detach().clone() for p in encoder.parameters()]
-    tuned = bert.train_speaker_classifier(encoder, toy_tokenizer, data, mode="finetune", steps=20, lr=1e-3,
+    tuned = bert_downstream.train_speaker_classifier(encoder, toy_tokenizer, data, mode="finetune", steps=20, lr=1e-3,
                                           batch_size=8, max_len=16, progress=False)
     assert tuned.trainable == tuned.total > frozen.trainable
     assert all(torch.equal(p, q) for p, q in zip(encoder.parameters(), before))  # tuned a copy
     with pytest.raises(ValueError, match="mode"):
-        bert.train_speaker_classifier(encoder, toy_tokenizer, data, mode="lora", steps=1, lr=1e-3)
+        bert_downstream.train_speaker_classifier(encoder, toy_tokenizer, data, mode="lora", steps=1, lr=1e-3)
 
 
 # --------------------------------------------------------------------------- the bench
