@@ -110,6 +110,97 @@ def check_guidance(fn: Callable) -> object:
     return check_function(fn, cases, name="classifier_free_guidance", atol=1e-6)
 
 
+def _tiny_text_unet(seed: int = 0):
+    """A small diffusers ``UNet2DConditionModel`` (latent (1, 4, 4), text width 24), seeded."""
+    import torch
+
+    from ..diffusion.latent import LatentUNetConfig, TextConditionedLatentUNet
+
+    torch.manual_seed(seed)
+    return TextConditionedLatentUNet(LatentUNetConfig(latent_size=4, latent_channels=1, text_dim=24,
+                                                      block_out_channels=(16, 32))).unet
+
+
+LORA_TARGETS = ("to_q", "to_k", "to_v", "to_out.0")
+
+
+def check_lora_training_step(fn: Callable) -> object:
+    """``fn(unet, z0, text, t, noise, alphas_bar, r, lr) -> loss``: LoRA on the attention projections, one step.
+
+    Checked on a small ``UNet2DConditionModel``: a LoRA pair of rank ``r`` on every ``to_q``,
+    ``to_k``, ``to_v``, ``to_out.0`` and nowhere else; only LoRA matrices require gradients; every
+    base weight is unchanged after the step; the step moved the LoRA matrices; the returned loss is
+    finite and equals the base model's loss on the same inputs (``lora_B`` starts at zero).
+    """
+    import copy
+
+    import torch
+
+    def body():
+        unet = _tiny_text_unet()
+        reference = copy.deepcopy(unet).eval().requires_grad_(False)
+        before = {k: v.detach().clone() for k, v in unet.state_dict().items()}
+        g = torch.Generator().manual_seed(4)
+        z0, noise = torch.randn((3, 1, 4, 4), generator=g), torch.randn((3, 1, 4, 4), generator=g)
+        text = torch.randn((3, 6, 24), generator=g)
+        t = torch.tensor([10, 400, 900])
+        alphas_bar = _ddpm().alphas_cumprod.clone()
+        a = alphas_bar[t].reshape(-1, 1, 1, 1)
+        with torch.no_grad():
+            run = lambda z_t, target: float(torch.nn.functional.mse_loss(  # noqa: E731
+                reference(z_t, t, encoder_hidden_states=text).sample, target))
+            expected = run(a.sqrt() * z0 + (1 - a).sqrt() * noise, noise)
+            mistakes = {"the coefficients are ᾱ_t and 1 − ᾱ_t; they are their square roots":
+                        lambda: run(a * z0 + (1 - a) * noise, noise),
+                        "the target is the clean latent z0; the UNet predicts the noise":
+                        lambda: run(a.sqrt() * z0 + (1 - a).sqrt() * noise, z0)}
+        try:
+            loss = fn(unet, z0, text, t, noise, alphas_bar, r=2, lr=1e-2)
+        except RuntimeError as exc:
+            if "does not require grad" not in str(exc):
+                raise
+            return ("backward found nothing to train: freeze the UNet before add_adapter (requires_grad_(False) "
+                    "after it freezes the LoRA matrices too)")
+        if isinstance(loss, torch.Tensor) and loss.numel() == 1:
+            loss = float(loss.detach())
+        if not isinstance(loss, (int, float)):
+            return f"return the loss as a float, got {type(loss).__name__}"
+        if not torch.isfinite(torch.tensor(float(loss))):
+            return f"the loss is not finite ({loss})"
+        params = dict(unet.named_parameters())
+        lora = [n for n in params if ".lora_A." in n or ".lora_B." in n]
+        if not lora:
+            return "no LoRA matrices in the UNet: attach an adapter with unet.add_adapter(LoraConfig(...))"
+        wanted = {n for n, m in reference.named_modules() if isinstance(m, torch.nn.Linear) and n.endswith(LORA_TARGETS)}
+        adapted = {n.split(".lora_")[0] for n in lora}
+        if adapted != wanted:
+            missing, extra = sorted(wanted - adapted), sorted(adapted - wanted)
+            return (f"LoRA sits on the wrong layers: missing {missing[:3]}{'…' if len(missing) > 3 else ''}, "
+                    f"unexpected {extra[:3]}{'…' if len(extra) > 3 else ''} (target_modules names the four projections)")
+        ranks = {params[n].shape[0] for n in lora if ".lora_A." in n}
+        if ranks != {2}:
+            return f"lora_A should have r = 2 rows (the rank passed in), got {sorted(ranks)}"
+        trainable = [n for n, p in params.items() if p.requires_grad and n not in lora]
+        if trainable:
+            return (f"{len(trainable)} base parameters still require gradients (e.g. {trainable[0]}): "
+                    "freeze the UNet so only the LoRA matrices train")
+        state = unet.state_dict()
+        for k, v in before.items():
+            now = state.get(k)
+            if now is None:
+                now = state.get(k.replace(".weight", ".base_layer.weight").replace(".bias", ".base_layer.bias"))
+            if now is None or not torch.equal(now, v):
+                return f"the base weight {k} changed during the step: only the LoRA matrices may move"
+        if all(float(params[n].detach().abs().max()) == 0.0 for n in lora if ".lora_B." in n):
+            return "every lora_B is still zero: the optimizer step did not happen (or did not see the LoRA matrices)"
+        if abs(float(loss) - expected) > 1e-5 * max(1.0, abs(expected)):
+            return (f"the loss is {float(loss):.6g}, expected {expected:.6g} (the base model's loss on the same "
+                    f"inputs: lora_B starts at zero){name_mistake(float(loss), mistakes)}")
+        return None
+
+    return run_check("lora_training_step", body)
+
+
 # --------------------------------------------------------------------------- the lab's exercises
 # ``cosine_beta_schedule.check(fn)`` runs the check, ``.hint()`` nudges, ``.solution()`` shows the answer
 # (genai_lab/solutions/diffusion.py).
@@ -134,3 +225,8 @@ guidance = Exercise(
     "diffusion", "guidance", check_guidance, ("classifier_free_guidance",),
     "start at the unconditional prediction and move w times along the direction towards the "
     "conditional one.")
+lora_training_step = Exercise(
+    "diffusion", "lora_training_step", check_lora_training_step, ("lora_training_step",),
+    "first make every weight of the UNet untrainable, then hand add_adapter a peft config that names the four "
+    "projection layers (rank and alpha both r). Noise z0 exactly as in exercise 2, compare the UNet's .sample "
+    "with the noise, and give AdamW only the parameters that still require a gradient.")

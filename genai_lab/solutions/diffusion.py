@@ -8,6 +8,7 @@ docstring as the stub in the notebook.  ``genai_lab.checks.diffusion`` shows the
 import math
 
 import torch
+from peft import LoraConfig
 
 
 def cosine_beta_schedule(num_steps: int) -> torch.Tensor:
@@ -50,3 +51,19 @@ def ddim_step(noise_pred, t: int, t_prev: int, x_t, alphas_bar):
 def classifier_free_guidance(eps_cond, eps_uncond, scale: float):
     """eps_cond, eps_uncond (N, C, H, W); scale w -> guided noise prediction (N, C, H, W)."""
     return eps_uncond + scale * (eps_cond - eps_uncond)
+
+
+def lora_training_step(unet, z0, text, t, noise, alphas_bar, r: int = 4, lr: float = 1e-3) -> float:
+    """Attach LoRA (rank r, lora_alpha=r) to unet's to_q, to_k, to_v, to_out.0, freeze the rest, take one AdamW
+    step on the noise-prediction MSE; return the loss before the step (float).
+    unet: diffusers UNet2DConditionModel; z0, noise (N, c, h, w); text (N, L, D); t (N,) int64; alphas_bar (T,)."""
+    unet.requires_grad_(False)
+    unet.add_adapter(LoraConfig(r=r, lora_alpha=r, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+    a = alphas_bar[t].reshape(-1, 1, 1, 1)
+    z_t = a.sqrt() * z0 + (1 - a).sqrt() * noise
+    loss = torch.nn.functional.mse_loss(unet(z_t, t, encoder_hidden_states=text).sample, noise)
+    optimizer = torch.optim.AdamW([p for p in unet.parameters() if p.requires_grad], lr=lr)
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    return float(loss.detach())
