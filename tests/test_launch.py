@@ -179,3 +179,18 @@ def test_writing_the_setup_cell_keeps_other_lines_of_the_old_cell(tmp_path):
     assert cells[1].source == launch.setup_cell_source()
     assert cells[2].source == "from genai_lab.checks import intro as checks"
     assert launch.write_setup_cells(tmp_path) == [] and launch.setup_cell_problems(tmp_path) == []
+
+
+def test_every_notebook_cell_has_an_id():
+    """nbformat 4.5 notebooks need a cell id on every cell (a missing one is a warning today and
+    will be an error in nbformat's next versions); cells added by scripts must get one."""
+    import json
+
+    from genai_lab.config import REPO_ROOT
+
+    missing = []
+    for path in sorted([*REPO_ROOT.glob("book/*.ipynb"), *REPO_ROOT.glob("labs/*.ipynb")]):
+        nb = json.loads(path.read_text(encoding="utf-8"))
+        if (nb["nbformat"], nb["nbformat_minor"]) >= (4, 5):
+            missing += [f"{path.name} cell {i}" for i, cell in enumerate(nb["cells"]) if "id" not in cell]
+    assert not missing, missing
