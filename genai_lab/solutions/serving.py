@@ -33,10 +33,9 @@ def streaming_app(pieces_for, model: str):
                     "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]}
 
         if not body.get("stream"):
-            text = "".join(pieces)
+            message = {"role": "assistant", "content": "".join(pieces)}
             return {**meta, "object": "chat.completion",
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}]}
+                    "choices": [{"index": 0, "message": message, "finish_reason": "stop"}]}
 
         def events():
             yield f"data: {json.dumps(chunk({'role': 'assistant', 'content': ''}))}\n\n"
