@@ -28,9 +28,8 @@ The pieces:
 from __future__ import annotations
 
 import copy
-import hashlib
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
@@ -81,46 +80,20 @@ def held_out_latent_diffusion(cfg, dataset: str = "digits", held_out: int = DEFA
     """
     from ..checkpoints import load_or_train
     from ..data import load_images
-    from ..train import infinite_batches, train_loop
 
     if dataset not in DATASETS:
         raise ValueError(f"dataset must be one of {DATASETS}, got {dataset!r}")
     _check_held_out(held_out)
     vae, vae_meta = latent.trained_autoencoder(cfg, dataset, progress=progress, verbose=verbose)
     text_encoder = text_encoder or latent.load_text_encoder(cfg.device)
-    settings = latent.latent_config_for(cfg, dataset)
-    shape = vae_meta["metrics"]["latent_shape"]
-    net = latent.LatentUNetConfig(latent_size=shape[1], latent_channels=shape[0], text_dim=text_encoder.hidden_size,
-                                  block_out_channels=settings["block_out_channels"])
-    vae_digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in vae.state_dict().values()))
-    key = {"net": asdict(net), **settings, "vae": vae_meta["config"], "vae_sha256": vae_digest.hexdigest()[:16],
-           "dataset": dataset, "seed": cfg.seed, "max_length": text_encoder.max_length, "held_out": held_out,
-           "version": 2}
+    settings, net, key = latent.latent_unet_setup(cfg, dataset, vae, vae_meta, text_encoder)
+    key.update(held_out=held_out, version=2)
 
     def train(model):
-        data = load_images(dataset, cfg)
-        keep = data.train_y != held_out
-        latents = latent.encode_images(vae, data.train_x[keep])
-        captions = latent.captions_for(dataset, data.classes)
-        per_class = len(captions[0])
-        table = text_encoder([c for group in captions for c in group] + [""]).to(cfg.device)  # (10·k + 1, L, D)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        batches = infinite_batches(latents, data.train_y[keep], batch_size=settings["batch_size"], generator=gen,
-                                   device=cfg.device)
-
-        def loss_fn(m, batch):
-            z0, y = batch
-            pick = y * per_class + torch.randint(0, per_class, y.shape, generator=gen).to(y.device)
-            drop = torch.rand(y.shape, generator=gen).to(y.device) < settings["p_uncond"]
-            pick = torch.where(drop, torch.full_like(pick, len(table) - 1), pick)
-            return latent.latent_diffusion_loss(m, z0, table[pick], generator=gen)
-
-        opt = torch.optim.AdamW(model.parameters(), lr=settings["lr"])
-        hist = train_loop(model, opt, batches, loss_fn, settings["steps"], clip_grad=1.0, progress=progress,
-                          desc=f"latent diffusion without class {held_out}")
-        return {"losses": [round(v, 5) for v in hist.losses[::10]], "final_loss": hist.final_loss,
-                "train_seconds": hist.seconds, "classes": list(data.classes), "held_out": held_out,
-                "train_images": int(keep.sum())}
+        keep = load_images(dataset, cfg).train_y != held_out
+        metrics = latent.train_text_diffusion(model, cfg, dataset, vae, text_encoder, settings, keep=keep,
+                                              progress=progress, desc=f"latent diffusion without class {held_out}")
+        return {**metrics, "held_out": held_out}
 
     def build():
         with torch.random.fork_rng(devices=[]):  # the same start whatever ran before in this process

@@ -293,6 +293,55 @@ def latent_config_for(cfg, dataset: str) -> dict:
                 lr=2e-3, p_uncond=0.1, block_out_channels=cfg.pick(smoke=(16, 32), cpu=(32, 64), gpu=(64, 128)))
 
 
+def latent_unet_setup(cfg, dataset: str, vae, vae_meta: dict, text_encoder) -> tuple[dict, LatentUNetConfig, dict]:
+    """``(settings, UNet config, cache key)`` of a text-conditioned UNet in ``vae``'s latent space.
+
+    The key holds everything that changes the weights; the UNet only fits the exact autoencoder it
+    was trained with, so the key includes a digest of the autoencoder's weights.
+    """
+    settings = latent_config_for(cfg, dataset)
+    shape = vae_meta["metrics"]["latent_shape"]
+    net = LatentUNetConfig(latent_size=shape[1], latent_channels=shape[0], text_dim=text_encoder.hidden_size,
+                           block_out_channels=settings["block_out_channels"])
+    vae_digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in vae.state_dict().values()))
+    key = {"net": asdict(net), **settings, "vae": vae_meta["config"], "vae_sha256": vae_digest.hexdigest()[:16],
+           "dataset": dataset, "seed": cfg.seed, "max_length": text_encoder.max_length}
+    return settings, net, key
+
+
+def train_text_diffusion(model, cfg, dataset: str, vae, text_encoder, settings: dict, *, keep=None,
+                         progress: bool = True, desc: str = "latent diffusion training") -> dict:
+    """Train ``model`` (a :class:`TextConditionedLatentUNet`) on ``dataset``'s training images.
+
+    Each image gets one of its class's captions (:func:`captions_for`), or the empty prompt with
+    probability ``settings["p_uncond"]``. ``keep``: optional bool mask ``(N,)`` of the training
+    images to use (e.g. all but one class). Returns the metrics stored with the checkpoint.
+    """
+    from ..data import load_images
+    from ..train import infinite_batches, train_loop
+
+    data = load_images(dataset, cfg)
+    images, labels = (data.train_x, data.train_y) if keep is None else (data.train_x[keep], data.train_y[keep])
+    latents = encode_images(vae, images)
+    captions = captions_for(dataset, data.classes)
+    per_class = len(captions[0])
+    table = text_encoder([c for group in captions for c in group] + [""]).to(cfg.device)  # (10·k + 1, L, D)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    batches = infinite_batches(latents, labels, batch_size=settings["batch_size"], generator=gen, device=cfg.device)
+
+    def loss_fn(m, batch):
+        z0, y = batch
+        pick = y * per_class + torch.randint(0, per_class, y.shape, generator=gen).to(y.device)
+        drop = torch.rand(y.shape, generator=gen).to(y.device) < settings["p_uncond"]
+        pick = torch.where(drop, torch.full_like(pick, len(table) - 1), pick)
+        return latent_diffusion_loss(m, z0, table[pick], generator=gen)
+
+    opt = torch.optim.AdamW(model.parameters(), lr=settings["lr"])
+    hist = train_loop(model, opt, batches, loss_fn, settings["steps"], clip_grad=1.0, progress=progress, desc=desc)
+    return {"losses": [round(v, 5) for v in hist.losses[::10]], "final_loss": hist.final_loss,
+            "train_seconds": hist.seconds, "classes": list(data.classes), "train_images": len(labels)}
+
+
 def trained_latent_diffusion(cfg, dataset: str = "digits", *, text_encoder: FrozenTextEncoder | None = None,
                              retrain: bool = False, progress: bool = True, verbose: bool = True):
     """Train (once, cached) a text-conditioned diffusion model in the latent space of :func:`trained_autoencoder`.
@@ -303,42 +352,15 @@ def trained_latent_diffusion(cfg, dataset: str = "digits", *, text_encoder: Froz
     Returns ``(unet, vae, text_encoder, meta)``.
     """
     from ..checkpoints import load_or_train
-    from ..data import load_images
-    from ..train import infinite_batches, train_loop
 
     vae, vae_meta = trained_autoencoder(cfg, dataset, progress=progress, verbose=verbose)
     text_encoder = text_encoder or load_text_encoder(cfg.device)
-    settings = latent_config_for(cfg, dataset)
-    shape = vae_meta["metrics"]["latent_shape"]
-    net = LatentUNetConfig(latent_size=shape[1], latent_channels=shape[0], text_dim=text_encoder.hidden_size,
-                           block_out_channels=settings["block_out_channels"])
-    # the UNet only fits the exact autoencoder it was trained with: key it by the weights themselves
-    vae_digest = hashlib.sha256(b"".join(t.detach().cpu().numpy().tobytes() for t in vae.state_dict().values()))
-    key = {"net": asdict(net), **settings, "vae": vae_meta["config"], "vae_sha256": vae_digest.hexdigest()[:16],
-           "dataset": dataset, "seed": cfg.seed, "max_length": text_encoder.max_length, "version": 1}
+    settings, net, key = latent_unet_setup(cfg, dataset, vae, vae_meta, text_encoder)
+    key["version"] = 1
 
     def train(model):
-        data = load_images(dataset, cfg)
-        latents = encode_images(vae, data.train_x)
-        captions = captions_for(dataset, data.classes)
-        per_class = len(captions[0])
-        table = text_encoder([c for group in captions for c in group] + [""]).to(cfg.device)  # (10·k + 1, L, D)
-        gen = torch.Generator().manual_seed(cfg.seed)
-        batches = infinite_batches(latents, data.train_y, batch_size=settings["batch_size"], generator=gen,
-                                   device=cfg.device)
-
-        def loss_fn(m, batch):
-            z0, y = batch
-            pick = y * per_class + torch.randint(0, per_class, y.shape, generator=gen).to(y.device)
-            drop = torch.rand(y.shape, generator=gen).to(y.device) < settings["p_uncond"]
-            pick = torch.where(drop, torch.full_like(pick, len(table) - 1), pick)
-            return latent_diffusion_loss(m, z0, table[pick], generator=gen)
-
-        opt = torch.optim.AdamW(model.parameters(), lr=settings["lr"])
-        hist = train_loop(model, opt, batches, loss_fn, settings["steps"], clip_grad=1.0, progress=progress,
-                          desc="latent diffusion training")
-        return {"losses": [round(v, 5) for v in hist.losses[::10]], "final_loss": hist.final_loss,
-                "train_seconds": hist.seconds, "classes": list(data.classes)}
+        return train_text_diffusion(model, cfg, dataset, vae, text_encoder, settings, progress=progress,
+                                    desc="latent diffusion training")
 
     unet, meta = load_or_train(f"latent-diffusion-{dataset}", cfg, key, lambda: TextConditionedLatentUNet(net), train,
                                retrain=retrain, verbose=verbose)

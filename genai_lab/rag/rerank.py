@@ -32,6 +32,11 @@ CROSS_ENCODER = "cross-encoder"
 QUERY_PROMPT = "Passage:\n{passage}\n\nWrite a question that this passage answers."
 
 
+def _check_passages(passages) -> None:
+    if isinstance(passages, str) or not all(isinstance(p, str) for p in passages):
+        raise TypeError("passages must be a list of str")
+
+
 def _check_question(question) -> None:
     if not isinstance(question, str) or not question.strip():
         raise ValueError(f"question must be a non-empty str, got {question!r}")
@@ -92,8 +97,7 @@ class LLMReranker(Reranker):
         import torch
 
         _check_question(question)
-        if isinstance(passages, str) or not all(isinstance(p, str) for p in passages):
-            raise TypeError("passages must be a list of str")
+        _check_passages(passages)
         if not passages:
             return []
         tok = self.tokenizer
@@ -132,8 +136,7 @@ class CrossEncoderReranker(Reranker):
 
     def score(self, question: str, passages: Sequence[str]) -> list[float]:
         _check_question(question)
-        if isinstance(passages, str) or not all(isinstance(p, str) for p in passages):
-            raise TypeError("passages must be a list of str")
+        _check_passages(passages)
         if not passages:
             return []
         return [float(s) for s in self.model.predict([(question, p) for p in passages], show_progress_bar=False)]
