@@ -11,6 +11,8 @@ are written to ``--nb-times``, so a build reports them.  As a script:
     python .ci/nbbudget.py others        # the rest of book/ and labs/
     python .ci/nbbudget.py total cpu     # the sum of the cpu budgets
     python .ci/nbbudget.py timing --stage _stage   # their stage copies, less those reused from the cache
+    python .ci/nbbudget.py others --profile cpu    # longest budget first (see ``notebooks``)
+    python .ci/nbbudget.py report TIMES.json [FAILED-GROUPS]   # the times table; exit 1 if any failed
 """
 
 from __future__ import annotations
@@ -59,12 +61,23 @@ def group_of(key: str, data: dict | None = None) -> str:
     return "timing" if entry.get("timing") else "late" if entry.get("late") else "others"
 
 
-def notebooks(group: str, data: dict | None = None) -> list[str]:
+def notebooks(group: str, data: dict | None = None, profile: str | None = None) -> list[str]:
+    """The notebooks of ``group``; with ``profile``, the longest budget first.
+
+    The build hands notebooks to its workers one at a time in this order (pytest-xdist with
+    ``--maxschedchunk=1``), so the long ones start first and the short ones fill the gaps: a long
+    notebook never runs last on one thread while the other cores sit idle.
+    """
     if group not in GROUPS:
         raise ValueError(f"group must be one of {GROUPS}, got {group!r}")
+    if profile is not None and profile not in PROFILES:
+        raise ValueError(f"profile must be one of {PROFILES}, got {profile!r}")
     data = data or load()
     every = sorted(str(p.relative_to(ROOT)) for folder in ("book", "labs") for p in (ROOT / folder).glob("*.ipynb"))
-    return [k for k in every if group_of(k, data) == group]
+    keys = [k for k in every if group_of(k, data) == group]
+    if profile is not None:
+        keys.sort(key=lambda k: -budget(k, profile, data))  # stable: ties keep their name order
+    return keys
 
 
 # ---------------------------------------------------------------------------- pytest plugin
@@ -114,18 +127,39 @@ def pytest_runtest_makereport(item, call):
         target.write_text(json.dumps(dict(sorted(merged.items())), indent=1) + "\n")
 
 
+def report(times_path: Path, failed_groups: Path | None = None) -> int:
+    """Print every notebook's time against its budget; 1 if a notebook or a group failed, else 0."""
+    times = json.loads(times_path.read_text()) if times_path.is_file() else {}
+    failed = [k for k, t in times.items() if not t["passed"]]
+    groups = failed_groups.read_text().split() if failed_groups is not None and failed_groups.is_file() else []
+    print(f"{'notebook':40s} {'seconds':>8s} {'budget':>7s}")
+    for key, t in sorted(times.items(), key=lambda kv: -kv[1]["seconds"]):
+        print(f"{key:40s} {t['seconds']:8.1f} {t['budget']:7d}{'  FAILED' if not t['passed'] else ''}")
+    print(f"{len(times)} notebooks, {sum(t['seconds'] for t in times.values()):.0f} s of notebook time in all")
+    if failed or groups:
+        print(f"failed: {', '.join(failed) or 'none by time'}; groups with a failure: {', '.join(groups) or 'none'}")
+        return 1
+    return 0
+
+
 def main(argv: list[str]) -> int:
     data = load()
     stage = None
+    profile = None
     if "--stage" in argv:  # stage paths, leaving out the notebooks nbcache.py restored there
         i = argv.index("--stage")
         stage, argv = Path(argv[i + 1]), argv[:i] + argv[i + 2:]
+    if "--profile" in argv:
+        i = argv.index("--profile")
+        profile, argv = argv[i + 1], argv[:i] + argv[i + 2:]
     if argv[:1] and argv[0] in GROUPS:
-        keys = notebooks(argv[0], data)
+        keys = notebooks(argv[0], data, profile)
         if stage is not None:
             done = set((stage / ".restored").read_text().split()) if (stage / ".restored").is_file() else set()
             keys = [str(stage / k) for k in keys if str(stage / k) not in done]
         print("\n".join(keys))
+    elif argv[:1] == ["report"] and len(argv) in (2, 3):
+        return report(Path(argv[1]), Path(argv[2]) if len(argv) == 3 else None)
     elif argv[:1] == ["total"] and len(argv) == 2 and argv[1] in PROFILES:
         keys = [k for g in GROUPS for k in notebooks(g, data)]
         print(sum(budget(k, argv[1], data) for k in keys))
