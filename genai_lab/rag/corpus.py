@@ -8,6 +8,11 @@ Two demo corpora ship with the book, both offline:
 - :func:`sklearn_descr_dir`: the dataset descriptions that come inside the scikit-learn package
   (``sklearn/datasets/descr/*.rst``: iris, wine, digits, 20 newsgroups, …), real third-party text;
 - :func:`book_dir`: the book's own chapters ("ask the book").
+
+A third, small one is Japanese: :func:`japanese_corpus` (about fifty short documents the project wrote on
+the book's topics and a few general facts, ``data/ja_corpus.json``), with its question set
+``data/ja_questions.json``; :func:`write_japanese_corpus` writes it out as ``.md`` files to index
+like any folder.
 """
 
 from __future__ import annotations
@@ -202,3 +207,44 @@ def book_dir() -> Path:
     from ..config import REPO_ROOT
 
     return REPO_ROOT / "book"
+
+
+#: The Japanese corpus written for the book (``{"documents": [{"id", "title", "text"}, …]}``).
+JAPANESE_CORPUS_FILE = Path(__file__).with_name("data") / "ja_corpus.json"
+#: The folder name Japanese documents live under (their ``source`` is ``ja/<id>.md``).
+JAPANESE_FOLDER = "ja"
+
+
+def japanese_document_text(title: str, text: str) -> str:
+    """One Japanese document as Markdown: ``# title``, a blank line, the text, a final newline."""
+    if not isinstance(title, str) or not title.strip():
+        raise ValueError(f"title must be a non-empty str, got {title!r}")
+    if not isinstance(text, str) or not text.strip():
+        raise ValueError(f"text must be a non-empty str, got {text!r}")
+    return f"# {title.strip()}\n\n{text.strip()}\n"
+
+
+def japanese_corpus() -> list[Document]:
+    """The project's Japanese corpus: one :class:`Document` per entry of ``data/ja_corpus.json``.
+
+    Each ``source`` is ``ja/<id>.md`` (a name, not a file on disk; the question set's
+    ``sources`` name ``<id>.md``, which matches it), each text a short Markdown document (see
+    :func:`japanese_document_text`). Index it with ``RagIndex.add_documents``.
+    """
+    data = json.loads(JAPANESE_CORPUS_FILE.read_text(encoding="utf-8"))
+    return [Document(source=f"{JAPANESE_FOLDER}/{d['id']}.md", text=japanese_document_text(d["title"], d["text"]))
+            for d in data["documents"]]
+
+
+def write_japanese_corpus(folder: str | Path) -> Path:
+    """Write :func:`japanese_corpus` into ``folder`` as ``<id>.md`` files (UTF-8); returns ``folder``.
+
+    For indexing it like any folder of notes (``python -m genai_lab rag index FOLDER``).
+    """
+    if not isinstance(folder, (str, Path)):
+        raise TypeError(f"folder must be a str or Path, got {type(folder).__name__}")
+    folder = Path(folder).expanduser()
+    folder.mkdir(parents=True, exist_ok=True)
+    for doc in japanese_corpus():
+        (folder / doc.name).write_text(doc.text, encoding="utf-8")
+    return folder
