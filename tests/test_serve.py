@@ -7,6 +7,7 @@ Every server is started and stopped by the tests themselves.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -474,6 +475,52 @@ def test_chat_page_streams_an_answer_in_chromium(server, engine):
                          "document.getElementById('ask').requestSubmit(); true")
         assert _wait_for_answer(browser, 3)["state"] == "done"
         assert browser.console_errors == []
+
+
+@pytest.mark.slow
+def test_chat_page_streams_a_rag_answer_then_shows_its_sources_in_chromium(tok, embeddings):
+    """The RAG model in the chat page: the answer's tokens arrive one piece after another, then the
+    numbered sources appear under it, the cited one marked.  (Untied embeddings: a tied random model's
+    greedy answer is only newlines, which the RAG model's one-line answer drops.)"""
+    from urllib.parse import quote
+
+    from genai_lab.rag.evaluate import sklearn_index
+    from genai_lab.serve.rag_model import RAG_MODEL_ID, RagModel
+
+    question = "How many samples are in the wine recognition dataset?"
+    engine = eng.ChatEngine(*tiny_chat_model(tok, tie_word_embeddings=False), name=TINY)
+    app = create_app(engine, embeddings=embeddings, rag=RagModel(sklearn_index()))
+    watch = ("(() => { window.seen = []; new MutationObserver(() => {"
+             " const a = document.getElementById('answer-1'); if (!a) return;"
+             " const n = a.querySelector('.content').textContent.length;"
+             " const s = a.querySelectorAll('.sources li').length;"
+             " const last = window.seen[window.seen.length - 1];"
+             " if (!last || last[0] !== n || last[1] !== s) window.seen.push([n, s]);"
+             " }).observe(document.getElementById('log'), {subtree: true, childList: true, characterData: true});"
+             " return true; })()")
+    with ServerThread(app) as server, _browser() as browser, contextlib.closing(engine):
+        browser.open(f"{server.base_url}/?model={RAG_MODEL_ID}&q={quote(question)}&max_tokens=12&temperature=0",
+                     settle=0.2)
+        assert browser.evaluate("document.getElementById('model').value") == RAG_MODEL_ID
+        browser.evaluate(watch)
+        browser.evaluate("document.getElementById('ask').requestSubmit(); true")
+        got = _wait_for_answer(browser, 1)
+        sources = browser.evaluate("[...document.querySelectorAll('#answer-1 .sources li')].map(li =>"
+                                   " ({label: li.querySelector('.label').textContent,"
+                                   "   cited: li.classList.contains('cited'), value: li.value}))")
+        seen = browser.evaluate("window.seen")
+        title = browser.evaluate("document.querySelector('#answer-1 .sources-title').textContent")
+        assert browser.console_errors == []
+    assert got["state"] == "done" and got["chunks"] > 1, got
+    assert [s["value"] for s in sources] == [1, 2, 3] and title.startswith("Sources (3)")
+    cited = [s for s in sources if s["cited"]]
+    assert len(cited) == 1 and f"[{cited[0]['value']}]" in got["text"]  # the marker names the marked source
+    assert "wine_data.rst" in " ".join(s["label"] for s in sources)
+    # tokens arrived before the sources: the text grew over several steps with no source shown, then they came
+    growing = [n for n, s in seen if s == 0 and n > 0]
+    assert growing and seen[-1][1] == 3, seen
+    first_with_sources = next(i for i, (_, s) in enumerate(seen) if s)
+    assert all(s == 0 for _, s in seen[:first_with_sources]) and seen[first_with_sources][0] == len(got["text"])
 
 
 # ----------------------------------------------------------------------------------- load test

@@ -11,6 +11,10 @@
   first token and tokens/s at p50/p95, throughput, errors;
 - :mod:`.experiments` — the measured experiments (load sweep, batching, float32 vs bfloat16) and the
   ``serving`` bench entry;
+- :mod:`.rag_model` — :class:`RagModel`: chapter 9's RAG pipeline served as the model ``genai-lab-rag``
+  (retrieval, grounded prompt, the engine's answer with a checked ``[n]`` citation, its sources);
+- :mod:`.shipping` — the release gate (the RAG question set through the HTTP API), latency metrics
+  from the request log, and the cost per million tokens;
 - :mod:`.langchain_rag` — chapter 9's RAG rebuilt from LangChain parts (PGVector, HuggingFaceEmbeddings,
   ChatOpenAI pointed at this server), scored like the hand-built pipeline;
 - :mod:`.cli` — ``python -m genai_lab serve``.
@@ -29,6 +33,9 @@ _EXPORTS = {
     "load_chat_engine": ".models", "load_chat_model": ".models", "tiny_chat_model": ".models",
     "ServerThread": ".runner",
     "run_load": ".loadtest", "load_sweep": ".loadtest", "LoadResult": ".loadtest",
+    "RagModel": ".rag_model", "sklearn_rag_model": ".rag_model", "RAG_MODEL_ID": ".rag_model",
+    "ReleaseGate": ".shipping", "evaluate_served_rag": ".shipping", "latency_summary": ".shipping",
+    "cost_per_million_tokens": ".shipping",
 }
 
 __all__ = sorted(_EXPORTS)

@@ -1,7 +1,9 @@
-"""``python -m genai_lab serve [--model NAME] [--host H] [--port N] [--max-batch-size B]``.
+"""``python -m genai_lab serve [--model NAME] [--host H] [--port N] [--max-batch-size B] [--rag]``.
 
 Loads the chat model (SmolLM2-135M-Instruct offline by default), prints the URL it serves on
-(``--port 0`` picks a free port) and serves until Ctrl-C.  Each request is logged on stderr with
+(``--port 0`` picks a free port) and serves until Ctrl-C.  ``--rag`` also serves chapter 9's RAG
+pipeline over the scikit-learn dataset descriptions as the model ``genai-lab-rag`` (answers with
+citations and their sources; pick it in the chat page).  Each request is logged on stderr with
 its status, token counts and latencies.
 """
 
@@ -29,7 +31,12 @@ def cmd_serve(args) -> int:
     engine = load_chat_engine(args.model, max_batch_size=args.max_batch_size)
     limits = Limits(max_tokens=args.max_tokens, max_prompt_tokens=args.max_prompt_tokens,
                     default_max_tokens=min(128, args.max_tokens))
-    app = create_app(engine, limits=limits)
+    rag = None
+    if args.rag:
+        from .rag_model import sklearn_rag_model
+
+        rag = sklearn_rag_model()
+    app = create_app(engine, limits=limits, rag=rag)
     host, port = sock.getsockname()[:2]
     print(f"serving {engine.name} on http://{host}:{port}  (OpenAI base_url http://{host}:{port}/v1, "
           f"chat page http://{host}:{port}/)", flush=True)
@@ -54,4 +61,6 @@ def add_cli(subparsers) -> None:
     p.add_argument("--max-prompt-tokens", type=int, default=2048, help="the longest prompt accepted, in tokens")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for the model (torch)")
     p.add_argument("--quiet", action="store_true", help="log warnings only (no line per request)")
+    p.add_argument("--rag", action="store_true",
+                   help="also serve chapter 9's RAG over the scikit-learn docs as the model 'genai-lab-rag'")
     p.set_defaults(func=cmd_serve)

@@ -63,6 +63,7 @@ class Generation:
     stop: tuple[str, ...] = ()
     listener: Callable[[Event], None] | None = None
     id: int = 0
+    lstrip: bool = False              # drop the answer's leading whitespace (before stop strings apply)
     # filled in by the worker
     token_ids: list[int] = field(default_factory=list)
     text: str = ""
@@ -125,11 +126,13 @@ class TextStream:
     Decoding token by token breaks characters that span tokens (an emoji, a Japanese character):
     the tokenizer yields ``"\\ufffd"`` until the last byte arrives.  We decode the whole answer
     each time and hold back an unfinished tail, plus (with ``stop`` strings) the last characters
-    that could still grow into a stop string.
+    that could still grow into a stop string.  With ``lstrip`` the answer's leading whitespace is
+    dropped first, so a stop string ``"\\n"`` ends the first line of text, not a leading newline.
     """
 
-    def __init__(self, tokenizer, stop: tuple[str, ...] = ()):
+    def __init__(self, tokenizer, stop: tuple[str, ...] = (), *, lstrip: bool = False):
         self.tokenizer = tokenizer
+        self.lstrip = bool(lstrip)
         self.stop = tuple(stop)
         self.hold = max((len(s) for s in self.stop), default=1) - 1
         self.sent = 0
@@ -138,6 +141,8 @@ class TextStream:
     def update(self, token_ids: list[int], final: bool = False) -> tuple[str, bool]:
         """New text to send and whether a stop string ended the answer."""
         text = self.tokenizer.decode(token_ids, skip_special_tokens=True)
+        if self.lstrip:
+            text = text.lstrip()
         hit = min((i for i in (text.find(s) for s in self.stop) if i >= 0), default=-1)
         if hit >= 0:
             text, final = text[:hit], True
@@ -205,8 +210,10 @@ class ChatEngine:
 
     def submit(self, prompt_ids: list[int], *, max_tokens: int, temperature: float = 0.0, top_p: float = 1.0,
                seed: int | None = None, stop: tuple[str, ...] | list[str] = (),
-               listener: Callable[[Event], None] | None = None) -> Generation:
-        """Queue one request and return its :class:`Generation` at once (decoding happens later)."""
+               listener: Callable[[Event], None] | None = None, lstrip: bool = False) -> Generation:
+        """Queue one request and return its :class:`Generation` at once (decoding happens later).
+
+        ``lstrip``: drop the answer's leading whitespace (see :class:`TextStream`)."""
         if not prompt_ids or not all(isinstance(i, int) for i in prompt_ids):
             raise ValueError("prompt_ids must be a non-empty list of token ids")
         if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
@@ -223,7 +230,7 @@ class ChatEngine:
         if self._queue.qsize() >= self.max_queue:
             raise QueueFullError(f"{self._queue.qsize()} requests are waiting (max_queue={self.max_queue})")
         gen = Generation(list(prompt_ids), max_tokens, float(temperature), float(top_p), seed, tuple(stop),
-                         listener, next(self._ids))
+                         listener, next(self._ids), bool(lstrip))
         self._queue.put(gen)
         return gen
 
@@ -357,8 +364,8 @@ class _Batch:
         positions = (mask.cumsum(-1) - 1).clamp(min=0)
         out = engine.model(input_ids=ids, attention_mask=mask, position_ids=positions, use_cache=True,
                            logits_to_keep=1)
-        batch = cls(engine, list(gens), [TextStream(engine.tokenizer, g.stop) for g in gens], generators,
-                    out.past_key_values, mask, positions[:, -1], None)
+        streams = [TextStream(engine.tokenizer, g.stop, lstrip=g.lstrip) for g in gens]
+        batch = cls(engine, list(gens), streams, generators, out.past_key_values, mask, positions[:, -1], None)
         return batch._advance(out.logits[:, -1, :])
 
     def step(self) -> "_Batch | None":

@@ -71,9 +71,13 @@ def smollm2_tokenizer():
     return AutoTokenizer.from_pretrained(smollm2_path())
 
 
-def tiny_chat_model(tokenizer=None, *, hidden_size: int = 64, layers: int = 2, seed: int = 0):
+def tiny_chat_model(tokenizer=None, *, hidden_size: int = 64, layers: int = 2, seed: int = 0,
+                    tie_word_embeddings: bool = True):
     """``(tokenizer, model)``: a random tiny ``LlamaForCausalLM`` (SmolLM2's class, vocabulary and chat
-    template) for fast tests of the serving code.  Its answers are meaningless but deterministic."""
+    template) for fast tests of the serving code.  Its answers are meaningless but deterministic.
+
+    With tied embeddings (SmolLM2's layout) a random model's greedy answer repeats the prompt's last
+    token (a newline after the chat template); ``tie_word_embeddings=False`` gives varied words."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -82,7 +86,7 @@ def tiny_chat_model(tokenizer=None, *, hidden_size: int = 64, layers: int = 2, s
                          num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                          max_position_embeddings=2048, bos_token_id=tok.bos_token_id,
                          eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id,
-                         tie_word_embeddings=True)
+                         tie_word_embeddings=tie_word_embeddings)
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)
     model.generation_config.eos_token_id = tok.eos_token_id

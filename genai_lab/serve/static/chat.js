@@ -1,9 +1,13 @@
 // The chat page: send the conversation to /v1/chat/completions with "stream": true and append each
 // piece of the answer as it arrives. Plain fetch + ReadableStream; no libraries, nothing from a CDN.
 //
-// Automation (tests, demos): /?q=QUESTION&autosend=1[&max_tokens=N][&temperature=T] asks at load.
+// Automation (tests, demos): /?q=QUESTION&autosend=1[&model=ID][&max_tokens=N][&temperature=T] asks at load.
 // Each answer is a <div class="msg assistant"> with data-state="streaming" → "done" (or "error"),
 // data-chunks = how many streamed pieces arrived, and a .content span holding the text.
+// The RAG model (genai-lab-rag) ends its stream with a chunk carrying "sources" (the numbered passages
+// it was given) and "rag" (how the answer was grounded): they are listed under the answer in a
+// <div class="sources"> (one <li class="source"> per passage, class "cited" on those the answer cites);
+// data-sources on the answer = how many.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -50,6 +54,38 @@ function* sseEvents(buffer) {
   }
 }
 
+function showSources(answer, sources, rag) {
+  const box = document.createElement("div");
+  box.className = "sources";
+  const title = document.createElement("div");
+  title.className = "sources-title";
+  let note = "";
+  if (rag && rag.abstained) note = " (no passage was close enough: the model was not asked)";
+  if (rag && rag.flagged_as_injection && rag.flagged_as_injection.length) {
+    note += ` · dropped as possible prompt injection: ${rag.flagged_as_injection.join(", ")}`;
+  }
+  if (rag && rag.citations_in_range === false) note += " · the answer cites a passage it was not given";
+  title.textContent = `Sources (${sources.length})${note}`;
+  box.appendChild(title);
+  const list = document.createElement("ol");
+  for (const s of sources) {
+    const item = document.createElement("li");
+    item.className = "source" + (s.cited ? " cited" : "");
+    item.value = s.index;
+    const label = document.createElement("span");
+    label.className = "label";
+    label.textContent = `${s.source}${s.cited ? " — cited" : ""}`;
+    const snippet = document.createElement("span");
+    snippet.className = "snippet";
+    snippet.textContent = s.text.length > 160 ? s.text.slice(0, 160) + "…" : s.text;   // text, never HTML
+    item.append(label, snippet);
+    list.appendChild(item);
+  }
+  box.appendChild(list);
+  answer.appendChild(box);
+  answer.dataset.sources = String(sources.length);
+}
+
 async function ask(question) {
   history.push({role: "user", content: question});
   addMessage("user", question);
@@ -69,7 +105,7 @@ async function ask(question) {
   controller = new AbortController();
   $("send").disabled = true; $("stop").disabled = false;
   const t0 = performance.now();
-  let tFirst = null, usage = null, chunks = 0;
+  let tFirst = null, usage = null, chunks = 0, sources = null, rag = null;
   try {
     const r = await fetch("/v1/chat/completions", {
       method: "POST", headers: {"Content-Type": "application/json"},
@@ -92,6 +128,7 @@ async function ask(question) {
         const event = JSON.parse(data);
         if (event.error) throw new Error(event.error.message);
         if (event.usage) usage = event.usage;
+        if (event.sources) { sources = event.sources; rag = event.rag || null; }
         const delta = event.choices && event.choices[0] && event.choices[0].delta;
         if (delta && delta.content) {
           if (tFirst === null) tFirst = performance.now();
@@ -110,6 +147,7 @@ async function ask(question) {
     stats.textContent = `first token after ${((tFirst ?? performance.now()) - t0).toFixed(0)} ms · ` +
       `${tokens} tokens in ${seconds.toFixed(2)} s · ${(tokens / seconds).toFixed(1)} tokens/s`;
     answer.appendChild(stats);
+    if (sources) showSources(answer, sources, rag);
   } catch (e) {
     history.pop();                        // the question was not answered: do not keep it
     answer.classList.add("error");
@@ -137,7 +175,7 @@ $("clear").addEventListener("click", () => { history.length = 0; $("log").textCo
 (async () => {
   await loadModels();
   const params = new URLSearchParams(location.search);
-  for (const name of ["max_tokens", "temperature"]) {
+  for (const name of ["model", "max_tokens", "temperature"]) {
     if (params.has(name)) $(name).value = params.get(name);
   }
   if (params.has("q")) {
