@@ -1,5 +1,6 @@
-"""The attention chapter's bench entry: one floor above :mod:`.attention`, :mod:`.transformer`,
-:mod:`.bpe` and :mod:`.head_count`, so none of them imports another back."""
+"""The attention chapter's bench entry: one floor above :mod:`.attention`, :mod:`.attention_maps`,
+:mod:`.syntax_heads`, :mod:`.transformer`, :mod:`.bpe` and :mod:`.head_count`, so none of them imports
+another back."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import torch
 from torch import nn
 
 from . import attention as A
-from . import bpe, head_count
+from . import attention_maps, bpe, head_count, syntax_heads
 from . import transformer as T
 from .attention import MultiHeadAttention, padding_mask
 from .bench import Metric, register
@@ -36,8 +37,12 @@ def bench_attention(cfg) -> list[Metric]:
     match = T.exact_match(model, data.test_src, data.test_tgt)
 
     tok, encoder = load_minilm("encoder", device=cfg.device)
-    scores = A.average_pattern_scores(tok, encoder, A.MINILM_SENTENCES)
-    prev = next(r for r in A.best_heads(scores) if r["pattern"] == "previous token")
+    scores = attention_maps.average_pattern_scores(tok, encoder, attention_maps.MINILM_SENTENCES)
+    prev = next(r for r in attention_maps.best_heads(scores) if r["pattern"] == "previous token")
+    # part 1's grammatical heads: the best head vs the best fixed offset on the hand-labelled pairs
+    det = syntax_heads.score_relation(tok, encoder, "det-noun")
+    subj = syntax_heads.score_relation(tok, encoder, "subj-verb", reuse=det)
+    held = syntax_heads.held_out_accuracy(det, "determiner → noun", "non-adjacent")
     on_cpu = torch.device(cfg.device).type == "cpu"  # a GPU needs long sequences to be busy
     cost = A.attention_cost([256, 512, 1024] if on_cpu else [4096, 8192, 16384], repeats=2, device=cfg.device)
     # part 2's comparison of positional encodings (same short budget as the notebook; cached checkpoints)
@@ -57,6 +62,13 @@ def bench_attention(cfg) -> list[Metric]:
         Metric("reversal_train_seconds", meta["seconds"], False, unit="s"),
         Metric("minilm_previous_token_head_score", prev["score"], True, bar=None),
         Metric("minilm_previous_token_vs_uniform", prev["ratio"], True, bar=None, unit="x"),
+        *_syntax_metrics(det, "noun_to_det", "noun → determiner"),
+        *_syntax_metrics(det, "det_to_noun", "determiner → noun"),
+        *_syntax_metrics(subj, "verb_to_subject", "verb → subject"),
+        # the head and the offset picked on one half of the sentences, scored on the other half
+        Metric("det_to_noun_heldout_head_nonadjacent", held["head_accuracy"], True, bar=None),
+        Metric("det_to_noun_heldout_offset_nonadjacent", held["offset_accuracy"], True, bar=None),
+        Metric("det_to_noun_heldout_sign_test_p", held["p_value"], False, bar=None),
         Metric("attention_time_loglog_slope", A.loglog_slope([r["seq_len"] for r in cost],
                                                              [r["seconds"] for r in cost]), True, bar=None),
         Metric("reversal_sinusoidal_short_exact_match", short_match["sinusoidal"], True, bar=None),
@@ -71,3 +83,13 @@ def bench_attention(cfg) -> list[Metric]:
         Metric("one_vs_eight_heads_accuracy_gap_100_steps", heads.mean(1, 100) - heads.mean(8, 100), True,
                bar=None),
     ]
+
+
+def _syntax_metrics(scores, prefix: str, direction: str) -> list[Metric]:
+    """Best head and best fixed offset (each chosen on the same pairs), on adjacent and non-adjacent pairs."""
+    out = []
+    for subset in ("adjacent", "non-adjacent"):
+        tag = subset.replace("-", "")
+        out += [Metric(f"{prefix}_best_head_{tag}", scores.best_head(direction, subset)[2], True, bar=None),
+                Metric(f"{prefix}_offset_baseline_{tag}", scores.best_offset(direction, subset)[1], True, bar=None)]
+    return out

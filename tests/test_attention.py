@@ -11,6 +11,7 @@ from torch import nn
 
 import genai_lab as gl
 from genai_lab import attention as A
+from genai_lab import attention_maps as maps
 from genai_lab import attention_bench
 from genai_lab import transformer as T
 
@@ -178,28 +179,28 @@ def test_our_attention_reproduces_minilm_attention(minilm):
     with torch.no_grad():
         out = model(**enc, output_attentions=True, output_hidden_states=True)
         for layer in (0, 3, 5):
-            ours = A.bert_self_attention_weights(model, out.hidden_states[layer], layer,
+            ours = maps.bert_self_attention_weights(model, out.hidden_states[layer], layer,
                                                  enc["attention_mask"])
             torch.testing.assert_close(ours, out.attentions[layer], atol=1e-5, rtol=1e-4)
 
 
 def test_minilm_has_pattern_heads_far_above_uniform(minilm):
     tok, model = minilm
-    tokens, attentions = A.encoder_attentions(tok, model, "This is a pen.")
+    tokens, attentions = maps.encoder_attentions(tok, model, "This is a pen.")
     assert tokens == ["[CLS]", "this", "is", "a", "pen", ".", "[SEP]"]
     assert len(attentions) == 6 and attentions[0].shape == (1, 12, 7, 7)
-    rows = {r["pattern"]: r for r in A.best_heads(A.average_pattern_scores(tok, model, A.MINILM_SENTENCES))}
+    rows = {r["pattern"]: r for r in maps.best_heads(maps.average_pattern_scores(tok, model, maps.MINILM_SENTENCES))}
     # A real head puts most of its attention on the previous token: far above spreading it evenly.
     assert rows["previous token"]["score"] > 0.5 and rows["previous token"]["ratio"] > 4
     assert rows["next token"]["ratio"] > 4
-    table = A.format_score_table(attentions[0][0, 0], tokens)
+    table = maps.format_score_table(attentions[0][0, 0], tokens)
     assert "pen" in table and len(table.splitlines()) == 8
     with pytest.raises(ValueError, match="text"):
-        A.encoder_attentions(tok, model, "  ")
+        maps.encoder_attentions(tok, model, "  ")
 
 
 def test_pattern_targets():
-    targets = A.pattern_targets(["[CLS]", "the", "cat", "the", "[SEP]"])
+    targets = maps.pattern_targets(["[CLS]", "the", "cat", "the", "[SEP]"])
     assert targets["previous token"].nonzero().tolist() == [[2, 1], [3, 2]]
     assert targets["same word elsewhere"].nonzero().tolist() == [[1, 3], [3, 1]]
     assert targets["[SEP]"][:, 4].tolist() == [False, True, True, True, False]
@@ -264,6 +265,11 @@ def test_bench_smoke_passes_its_bars():
     assert metrics["minilm_previous_token_vs_uniform"].value > 4
     assert metrics["attention_time_loglog_slope"].value > 1.3  # clearly super-linear in T
     assert metrics["bpe_heldout_chars_per_token"].value > 2  # 500 merges more than halve a line
+    # a determiner → noun head beats the best fixed offset on non-adjacent pairs, also held out
+    assert (metrics["det_to_noun_best_head_nonadjacent"].value
+            >= metrics["det_to_noun_offset_baseline_nonadjacent"].value + 0.15)
+    assert metrics["det_to_noun_heldout_sign_test_p"].value < 0.01
+    assert metrics["noun_to_det_best_head_adjacent"].value == metrics["noun_to_det_offset_baseline_adjacent"].value == 1
 
 
 # --------------------------------------------------------------------------- one query by hand, the diagram

@@ -181,7 +181,7 @@ def test_bert_base_masked_lm_loads_the_snapshot_and_fills_masks(tiny_bert):
 def test_attention_chapter_finds_pattern_heads_in_the_hub_bert(tiny_bert):
     from transformers import AutoModel, AutoTokenizer, BertModel
 
-    from genai_lab import attention as A
+    from genai_lab import attention_maps as maps
 
     _, saved, _ = tiny_bert
     bert_path = models.hub_model_path("bert-base-uncased")  # 03_attention's gpu cell, verbatim below
@@ -190,7 +190,7 @@ def test_attention_chapter_finds_pattern_heads_in_the_hub_bert(tiny_bert):
     assert isinstance(bert, BertModel)
     loaded = bert.state_dict()  # the encoder is the snapshot's (only its unused pooler is new)
     assert all(torch.equal(loaded[k], v) for k, v in saved.bert.state_dict().items())
-    rows = A.best_heads(A.average_pattern_scores(bert_tok, bert, A.MINILM_SENTENCES))
+    rows = maps.best_heads(maps.average_pattern_scores(bert_tok, bert, maps.MINILM_SENTENCES))
     assert {r["pattern"] for r in rows} >= {"previous token", "next token", "[CLS]", "[SEP]"}
     for r in rows:
         assert 0 <= r["layer"] < 2 and 0 <= r["head"] < 2 and 0 < r["score"] <= 1 + 1e-5 and r["uniform"] > 0
