@@ -26,6 +26,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
 
 from .bench import Metric
+from .clip_hub import hub_clip_zero_shot, pretrained_clip_predict  # noqa: F401  (the real CLIP, gpu)
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -155,6 +156,9 @@ class CLIPConfig:
         text_width, text_layers, text_heads: the text Transformer.
         steps, batch_size, lr, weight_decay: training.
         init_temperature: CLIP's initial temperature 0.07 (``logit_scale = log(1/0.07)``).
+        temperature_lr: learning rate of ``logit_scale`` alone (``None``: ``lr``).  Adam moves a
+            parameter by about its learning rate per step, so with ``lr`` a few hundred steps
+            could shift ``log(1/τ)`` by a few tenths at most; CLIP had 32 epochs for it.
         seed: weights, caption choice, batch order.
     """
 
@@ -168,6 +172,7 @@ class CLIPConfig:
     lr: float = 2e-3
     weight_decay: float = 0.05
     init_temperature: float = 0.07
+    temperature_lr: float | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -183,13 +188,16 @@ class CLIPConfig:
             raise ValueError(f"init_temperature must be in (0, 1], got {self.init_temperature!r}")
         if not self.lr > 0:
             raise ValueError(f"lr must be > 0, got {self.lr!r}")
+        if self.temperature_lr is not None and not self.temperature_lr > 0:
+            raise ValueError(f"temperature_lr must be > 0 or None, got {self.temperature_lr!r}")
 
 
 def default_clip_config(cfg) -> CLIPConfig:
     """The chapter's CLIP size and training length for the profile."""
     return CLIPConfig(steps=cfg.pick(smoke=300, cpu=1500, gpu=6000),
                       image_width=cfg.pick(smoke=16, cpu=16, gpu=64),
-                      batch_size=cfg.pick(smoke=128, cpu=256, gpu=512), seed=cfg.seed)
+                      batch_size=cfg.pick(smoke=128, cpu=256, gpu=512), temperature_lr=2e-2,
+                      seed=cfg.seed)
 
 
 def _nn():
@@ -376,8 +384,9 @@ def train_clip(model: SmallCLIP, data, *, device=None, eval_every: int | None = 
                progress: bool = True) -> dict[str, Any]:
     """Train ``model`` on ``data`` (an ``ImageData`` of Fashion-MNIST) with :func:`clip_loss`.
 
-    Returns ``{"steps", "losses", "zero_shot": [(step, acc)], "temperature", "seconds"}``
-    (the zero-shot accuracy is measured on up to 1,000 test images).
+    Returns ``{"steps", "losses", "zero_shot": [(step, acc)], "temperature" (final τ),
+    "temperature_trajectory": [(step, τ)], "seconds"}`` (the zero-shot accuracy is measured on up
+    to 1,000 test images; step ``-1`` is the start).
     """
     import torch
 
@@ -391,17 +400,21 @@ def train_clip(model: SmallCLIP, data, *, device=None, eval_every: int | None = 
     gen = torch.Generator().manual_seed(c.seed)
     batches = caption_batches(data.train_x, data.train_y, model.tokenizer, batch_size=c.batch_size,
                               generator=gen, device=device)
-    decay = [p for n, p in model.named_parameters() if p.ndim >= 2 and "position" not in n]
-    other = [p for n, p in model.named_parameters() if not (p.ndim >= 2 and "position" not in n)]
+    named = [(n, p) for n, p in model.named_parameters() if n != "logit_scale"]
+    decay = [p for n, p in named if p.ndim >= 2 and "position" not in n]
+    other = [p for n, p in named if not (p.ndim >= 2 and "position" not in n)]
     opt = torch.optim.AdamW([{"params": decay, "weight_decay": c.weight_decay},
-                             {"params": other, "weight_decay": 0.0}], lr=c.lr)
+                             {"params": other, "weight_decay": 0.0},
+                             {"params": [model.logit_scale], "weight_decay": 0.0,
+                              "lr": c.temperature_lr or c.lr}], lr=c.lr)
     warmup = max(1, c.steps // 20)
     sched = torch.optim.lr_scheduler.LambdaLR(
         opt, lambda s: min(1.0, (s + 1) / warmup) * 0.5 * (1 + math.cos(math.pi * min(s, c.steps) / c.steps)))
     probe_x, probe_y = data.test_x[:1000], data.test_y[:1000]
 
     def evaluate():
-        return {"zero-shot accuracy": zero_shot_accuracy(model, probe_x, probe_y)}
+        return {"zero-shot accuracy": zero_shot_accuracy(model, probe_x, probe_y),
+                "temperature": float(1 / model.logit_scale.detach().clamp(max=math.log(100.0)).exp())}
 
     hist = train_loop(model, opt, batches, clip_loss, c.steps, scheduler=sched, clip_grad=1.0,
                       eval_fn=evaluate, eval_every=eval_every or max(1, c.steps // 5),
@@ -409,7 +422,35 @@ def train_clip(model: SmallCLIP, data, *, device=None, eval_every: int | None = 
     return {"steps": hist.steps, "losses": [round(v, 4) for v in hist.losses],
             "zero_shot": hist.evals["zero-shot accuracy"],
             "temperature": round(float(1 / model.logit_scale.detach().exp()), 4),
+            "temperature_trajectory": [(-1, c.init_temperature)]
+                                      + [(s, round(v, 5)) for s, v in hist.evals["temperature"]],
             "seconds": round(hist.seconds, 2)}
+
+
+def loss_by_temperature(model: SmallCLIP, images: "torch.Tensor", labels: "torch.Tensor",
+                        temperatures: Sequence[float], *, batches: int = 4, seed: int = 0) -> list[float]:
+    """The trained encoders' symmetric InfoNCE loss at each of ``temperatures``, averaged over
+    ``batches`` training-like batches (``model.config.batch_size`` images, each with a random
+    caption of its class): where the curve is lowest is where a learned temperature settles."""
+    import torch
+
+    if isinstance(temperatures, (int, float)) or not temperatures or not all(t > 0 for t in temperatures):
+        raise ValueError("temperatures must be a non-empty list of positive numbers")
+    if not isinstance(batches, int) or batches < 1:
+        raise ValueError(f"batches must be a positive int, got {batches!r}")
+    gen = torch.Generator().manual_seed(seed)
+    stream = caption_batches(images, labels, model.tokenizer, batch_size=model.config.batch_size,
+                             generator=gen, device=model.logit_scale.device)
+    was_training = model.training
+    model.eval()
+    totals = [0.0] * len(temperatures)
+    with torch.no_grad():
+        for _ in range(batches):
+            image_emb, text_emb = model(*next(stream))
+            for k, t in enumerate(temperatures):
+                totals[k] += float(contrastive_loss(image_emb, text_emb, float(t))) / batches
+    model.train(was_training)
+    return totals
 
 
 def trained_clip(cfg, config: CLIPConfig | None = None, *, verbose: bool = True
@@ -431,7 +472,8 @@ def trained_clip(cfg, config: CLIPConfig | None = None, *, verbose: bool = True
     def train(model):
         return train_clip(model, load_images("fashion_mnist", cfg), device=cfg.device)
 
-    key = {**asdict(config), "vocab": len(default_tokenizer()), "templates": list(TRAIN_TEMPLATES)}
+    key = {**asdict(config), "vocab": len(default_tokenizer()), "templates": list(TRAIN_TEMPLATES),
+           "version": 2}  # 2: the temperature's trajectory is recorded
     return load_or_train("clip-fashion", cfg, key, build, train, verbose=verbose)
 
 
@@ -578,58 +620,6 @@ def prompt_following(text_gan, clip_model: SmallCLIP, judge, per_prompt: int = 5
     hit = (got == wanted).double()
     per_class = [float(hit[wanted == c].mean()) for c in range(len(CLASS_WORDS))]
     return {"accuracy": float(hit.mean()), "per_class": per_class, "chance": 1 / len(CLASS_WORDS)}
-
-
-# --------------------------------------------------------------------------- real CLIP (gpu)
-def pretrained_clip_predict(model, processor, images: "torch.Tensor", class_names: Sequence[str], *,
-                            batch_size: int = 256) -> "torch.Tensor":
-    """Zero-shot class ids ``(N,)`` from a transformers ``CLIPModel`` and its ``CLIPProcessor``.
-
-    Images ``(N, 1, H, W)`` in ``[0, 1]`` become 8-bit RGB (the processor resizes them to the
-    model's input size); the prompts are ``"a photo of a {class name}."``.  The model's
-    ``logits_per_image`` ``(B, C)`` are its scaled cosine similarities.
-    """
-    import torch
-
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or images.shape[1] != 1:
-        raise ValueError(f"images must be (N, 1, H, W), got {getattr(images, 'shape', type(images))}")
-    if isinstance(class_names, str) or len(class_names) < 2:
-        raise ValueError("class_names must list at least two class names")
-    device = next(model.parameters()).device
-    prompts = [f"a photo of a {name.lower()}." for name in class_names]
-    text = processor(text=prompts, return_tensors="pt", padding=True)
-    preds = []
-    model.eval()
-    with torch.no_grad():
-        for s in range(0, len(images), batch_size):
-            rgb = (images[s:s + batch_size].repeat(1, 3, 1, 1) * 255).round().to(torch.uint8)
-            pixels = processor(images=list(rgb), return_tensors="pt")["pixel_values"]
-            out = model(input_ids=text["input_ids"].to(device),
-                        attention_mask=text["attention_mask"].to(device),
-                        pixel_values=pixels.to(device))
-            preds.append(out.logits_per_image.argmax(-1).cpu())
-    return torch.cat(preds)
-
-
-def hub_clip_zero_shot(images: "torch.Tensor", labels: "torch.Tensor", class_names: Sequence[str], *,
-                       device=None) -> float | None:
-    """Zero-shot accuracy of the real CLIP ViT-B/32 from the hub (:func:`pretrained_clip_predict`),
-    or ``None`` when it is neither cached nor reachable."""
-    import torch
-
-    from .models import hub_model_path
-
-    if len(images) != len(labels):
-        raise ValueError(f"images and labels must have the same length, got {len(images)} and {len(labels)}")
-    path = hub_model_path("clip")
-    if path is None:
-        return None
-    from transformers import CLIPModel, CLIPProcessor
-
-    processor = CLIPProcessor.from_pretrained(path)
-    model = CLIPModel.from_pretrained(path).to(torch.device(device or "cpu"))
-    preds = pretrained_clip_predict(model, processor, images, class_names)
-    return float((preds == labels.cpu()).double().mean())
 
 
 # --------------------------------------------------------------------------- bench

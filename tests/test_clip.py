@@ -170,3 +170,31 @@ def test_pretrained_clip_path_with_a_tiny_random_transformers_clip():
     assert torch.equal(preds, manual.argmax(-1))
     with pytest.raises(ValueError, match="class_names"):
         clip.pretrained_clip_predict(model, processor, images, ["Bag"])
+
+
+def test_temperature_has_its_own_learning_rate_and_loss_by_temperature_matches_the_loss():
+    """``temperature_lr`` moves log(1/τ) faster than the network's lr; ``loss_by_temperature`` is the
+    contrastive loss of the same training-like batch at each temperature."""
+    from genai_lab.data import load_fashion_mnist
+
+    data = load_fashion_mnist(train_limit=300, test_limit=100)
+    moved = {}
+    for tlr in (None, 0.2):
+        torch.manual_seed(0)
+        model = clip.SmallCLIP(clip.CLIPConfig(steps=6, batch_size=32, image_width=4, text_layers=1,
+                                               temperature_lr=tlr))
+        out = clip.train_clip(model, data, progress=False, eval_every=3)
+        assert [s for s, _ in out["temperature_trajectory"]] == [-1, 2, 5]
+        moved[tlr] = abs(math.log(out["temperature_trajectory"][-1][1] / 0.07))
+    assert moved[0.2] > 5 * moved[None] and moved[0.2] > 0.1, moved
+    stream = clip.caption_batches(data.train_x, data.train_y, model.tokenizer, batch_size=32,
+                                  generator=torch.Generator().manual_seed(3))
+    model.eval()
+    with torch.no_grad():
+        img, txt = model(*next(stream))
+    got = clip.loss_by_temperature(model, data.train_x, data.train_y, [0.05, 0.5], batches=1, seed=3)
+    assert got == pytest.approx([float(clip.contrastive_loss(img, txt, t)) for t in (0.05, 0.5)], abs=1e-5)
+    with pytest.raises(ValueError, match="temperatures"):
+        clip.loss_by_temperature(model, data.train_x, data.train_y, [])
+    with pytest.raises(ValueError, match="temperature_lr"):
+        clip.CLIPConfig(temperature_lr=0.0)

@@ -1,5 +1,6 @@
 """Checks for the GAN and CLIP lab (chapter 8): each compares the learner's function with the
-tested reference in :mod:`genai_lab.clip` / :mod:`genai_lab.gan` on fixed, seeded inputs."""
+tested reference in :mod:`genai_lab.clip`, :mod:`genai_lab.clip_zero_shot` and :mod:`genai_lab.gan`
+on fixed, seeded inputs."""
 
 from __future__ import annotations
 
@@ -62,6 +63,47 @@ def check_contrastive_loss(fn: Callable) -> CheckResult:
         return None
 
     return run_check("contrastive_loss", body)
+
+
+def _zero_shot_case(n: int, c: int, k: int, d: int, seed: int):
+    """Images near one class each, prompts of very different lengths (so shortcuts show)."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    centres = torch.randn(c, d, generator=g)
+    scales = torch.exp(torch.randn(c, k, 1, generator=g) * 1.5)          # prompt norms e^±1.5
+    prompts = (centres[:, None] + 0.9 * torch.randn(c, k, d, generator=g)) * scales
+    truth = torch.randint(0, c, (n,), generator=g)
+    images = (centres[truth] + 1.2 * torch.randn(n, d, generator=g)) * 3.0
+    return images, prompts
+
+
+def check_zero_shot_classify(fn: Callable) -> CheckResult:
+    """``fn(image_emb (N, D), prompt_emb (C, K, D)) -> (N,)`` class ids: normalise every prompt,
+    average per class, pick the class of highest cosine similarity."""
+    import torch.nn.functional as F
+
+    from ..clip_zero_shot import classify
+
+    def reference(img, prompts):
+        return classify(F.normalize(img, dim=-1), F.normalize(F.normalize(prompts, dim=-1).mean(1), dim=-1))
+
+    cases = []
+    for n, c, k, d, seed in ((40, 3, 4, 8, 0), (60, 10, 3, 16, 1), (5, 2, 1, 4, 2)):
+        img, prompts = _zero_shot_case(n, c, k, d, seed)
+        mistakes = {
+            "the prompts were averaged before being normalised: a long prompt vector outweighs the "
+            "others; normalise each prompt, then average":
+                lambda img=img, p=prompts: classify(F.normalize(img, dim=-1), F.normalize(p.mean(1), dim=-1)),
+            "that is the dot product with the class mean, not the cosine: a class whose prompts "
+            "disagree gets a shorter mean and loses; normalise the mean (or use similarity_matrix)":
+                lambda img=img, p=prompts: (img @ F.normalize(p, dim=-1).mean(1).T).argmax(1),
+            "argmax over the images (dim 0) instead of over the classes":
+                lambda img=img, p=prompts: (F.normalize(img, dim=-1)
+                                            @ F.normalize(F.normalize(p, dim=-1).mean(1), dim=-1).T).argmax(0),
+        }
+        cases.append(((img, prompts), {}, expect(reference(img, prompts), mistakes, atol=0)))
+    return check_function(fn, cases, name="zero_shot_classify")
 
 
 def check_gan_losses(discriminator_loss: Callable, generator_loss: Callable) -> CheckResult:
@@ -165,6 +207,11 @@ contrastive_loss = Exercise(
     "gan_clip", "contrastive_loss", check_contrastive_loss, ("contrastive_loss",),
     "pair i is the correct class of row i, so the targets are 0..B-1. Use the loss both ways: "
     "images choosing texts (rows) and texts choosing images (the transposed logits), and average.")
+zero_shot_classify = Exercise(
+    "gan_clip", "zero_shot_classify", check_zero_shot_classify, ("zero_shot_classify",),
+    "make every prompt a unit vector before you average a class's K prompts, so each prompt counts "
+    "equally; then compare images with the class vectors by cosine (exercise 1 does that) and take, "
+    "for each image, the index of the best class.")
 gan_losses = Exercise(
     "gan_clip", "gan_losses", check_gan_losses, ("discriminator_loss", "generator_loss"),
     "binary cross-entropy on logits with constant targets: build the target tensors with "

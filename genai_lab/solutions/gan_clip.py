@@ -1,6 +1,6 @@
 """Reference solutions of `labs/08_gan_clip_lab.ipynb`.
 
-Lab 8: contrastive loss, similarity matrix and a GAN training step.
+Lab 8: similarity matrix, contrastive loss, zero-shot classification and a GAN training step.
 
 Each function or class here is the answer to one exercise of the lab, with the same signature and
 docstring as the stub in the notebook.  ``genai_lab.checks.gan_clip`` shows them on demand
@@ -60,3 +60,9 @@ def entropy_bits(counts):
     p = counts.double() / counts.sum()
     p = p[p > 0]
     return float(-(p * torch.log2(p)).sum())
+
+
+def zero_shot_classify(image_emb, prompt_emb):
+    """Class ids (N,) for image_emb (N, D), given prompt_emb (C, K, D): K prompt embeddings per class."""
+    class_emb = F.normalize(prompt_emb, dim=-1).mean(dim=1)   # (C, D): one vector per class
+    return similarity_matrix(image_emb, class_emb).argmax(dim=1)
