@@ -1,5 +1,5 @@
 """Recurrent networks: an LSTM cell by hand, long-range memory, a char-level LSTM language model,
-ELMo-style contextual vectors, and why recurrence is slow.
+and why recurrence is slow (ELMo-style contextual vectors: :mod:`genai_lab.elmo`).
 
 An RNN reads a sequence one step at a time; the state it carries is the only memory of the past::
 
@@ -23,6 +23,10 @@ from dataclasses import asdict, dataclass
 from typing import Sequence
 
 from .bench import Metric, register
+# ELMo-style contextual vectors live in genai_lab.elmo (beside the controlled sense probe) and stay
+# importable from here.
+from .elmo import (contextual_char_states, contextual_word_vector, cosine_matrix,  # noqa: F401
+                   sense_probe, static_word_vector)
 
 import torch
 from torch import nn
@@ -495,76 +499,6 @@ def sample_text(model, tokenizer, prompt: str, n_chars: int, *, temperature: flo
     return tokenizer.decode(ids)
 
 
-# ====================================================================== ELMo's idea
-@torch.no_grad()
-def contextual_char_states(forward_lm, backward_lm, ids):
-    """Both directions' top-layer states at every position of ``ids`` (int64 ``(T,)``).
-
-    Row ``t`` is ``[forward state after reading ids[0..t] ; backward state after reading
-    ids[T-1..t] right to left]`` → float tensor ``(T, H_forward + H_backward)``.
-    """
-    _check_tensor("ids", ids, 1)
-    if len(ids) == 0:
-        raise ValueError("ids must not be empty")
-    forward_lm.eval()
-    backward_lm.eval()
-    dev_f = next(forward_lm.parameters()).device
-    dev_b = next(backward_lm.parameters()).device
-    out_f, _ = forward_lm.lstm(forward_lm.embed(ids.to(dev_f)[None]))
-    out_b, _ = backward_lm.lstm(backward_lm.embed(ids.flip(0).to(dev_b)[None]))
-    return torch.cat([out_f[0].cpu(), out_b[0].flip(0).cpu()], dim=1)
-
-
-def _word_vector(states, start: int, end: int, forward_size: int):
-    return torch.cat([states[end - 1, :forward_size], states[start, forward_size:]])
-
-
-def contextual_word_vector(forward_lm, backward_lm, tokenizer, sentence: str, word: str,
-                           occurrence: int = 0):
-    """ELMo-style vector of ``word`` inside ``sentence`` from a forward and a backward char LSTM.
-
-    The forward model reads the sentence left to right up to the word's last character; the
-    backward model reads it right to left down to the word's first character.  Their hidden
-    states are concatenated → float tensor ``(H_forward + H_backward,)``: left *and* right context.
-    """
-    if not isinstance(sentence, str) or not isinstance(word, str) or not word:
-        raise TypeError("sentence and word must be str (word non-empty)")
-    starts = [i for i in range(len(sentence)) if sentence.startswith(word, i)]
-    if len(starts) <= occurrence:
-        raise ValueError(f"word {word!r} occurs {len(starts)} times in sentence, wanted occurrence {occurrence}")
-    start = starts[occurrence]
-    states = contextual_char_states(forward_lm, backward_lm, torch.tensor(tokenizer.encode(sentence)))
-    return _word_vector(states, start, start + len(word), forward_lm.lstm.hidden_size)
-
-
-def static_word_vector(lm, tokenizer, word: str):
-    """A context-free word vector: the mean of the word's character embeddings ``(E,)``.
-
-    It is the same in every sentence, like a word2vec/GloVe lookup table.
-    """
-    if not isinstance(word, str) or not word:
-        raise ValueError("word must be a non-empty str")
-    with torch.no_grad():
-        return lm.embed(torch.tensor(tokenizer.encode(word), device=lm.embed.weight.device)).mean(0).cpu()
-
-
-def cosine_matrix(vectors, center=None):
-    """Pairwise cosine similarities of ``vectors (N, D)`` → ``(N, N)`` in [-1, 1].
-
-    ``center`` (``(D,)``, optional) is subtracted first.  Hidden states of a language model share
-    a large common direction, which pushes every raw cosine towards 1; subtracting an average
-    vector (e.g. the word's mean over many sentences) leaves the part that the context changed.
-    """
-    _check_tensor("vectors", vectors, 2)
-    if center is not None:
-        _check_tensor("center", center, 1)
-        if center.shape[0] != vectors.shape[1]:
-            raise ValueError(f"center must have {vectors.shape[1]} entries, got {center.shape[0]}")
-        vectors = vectors - center
-    unit = nn.functional.normalize(vectors.double(), dim=1)
-    return (unit @ unit.T).float()
-
-
 # ====================================================================== why recurrence is slow
 def time_sequence_layers(seq_lens: Sequence[int], *, d_model: int = 128, batch_size: int = 8,
                          repeats: int = 3, device=None) -> dict[str, list[float]]:
@@ -614,15 +548,22 @@ def time_sequence_layers(seq_lens: Sequence[int], *, d_model: int = 128, batch_s
 ISSUE_BARS = {"smoke": 2.20, "cpu": 1.75}
 
 
-@register("rnn", "char-LSTM vs smoothed n-grams on Tiny Shakespeare; RNN vs LSTM memory")
+@register("rnn", "char-LSTM vs smoothed n-grams on Tiny Shakespeare; RNN vs LSTM memory; ELMo sense probe")
 def bench_rnn(cfg) -> list[Metric]:
     """The chapter's reference experiment: the char LSTM's validation nats/char against the
-    issue's bar, the best n-gram, and the memory task at the longest distance."""
+    issue's bar, the best n-gram, the memory task at the longest distance, and ELMo's sense probe
+    (held-out sense accuracy of the biLSTM vector, of the same networks untrained, of position
+    alone, and the shuffled-label 95th percentile; chance 0.5)."""
     from .ngram import baseline_table
 
     table = baseline_table(cfg)
-    _, meta = train_char_lm(cfg, progress=False)
+    forward_lm, meta = train_char_lm(cfg, progress=False)
     m = meta["metrics"]
+    # ELMo's sense probe (genai_lab.elmo): the chapter's forward LSTM and its backward twin
+    from .text import shakespeare_chars
+
+    backward_lm, _ = train_char_lm(cfg, char_lm_config(cfg, reverse=True), progress=False)
+    probe = sense_probe(forward_lm, backward_lm, shakespeare_chars().tokenizer, n_perm=1000)
     memory = run_memory_experiment(cfg, progress=False)
     longest = max(memory["config"].distances)
     best_ngram = min(table.values())
@@ -643,4 +584,8 @@ def bench_rnn(cfg) -> list[Metric]:
         Metric("lstm_time_ratio_T512_vs_T16", timing["lstm"][1] / timing["lstm"][0], unit="x"),
         Metric("attention_time_ratio_T512_vs_T16", timing["attention"][1] / timing["attention"][0],
                unit="x"),
+        Metric("elmo_sense_acc_bilstm", probe.accuracy["biLSTM vector"]["all"]),
+        Metric("elmo_sense_acc_untrained", probe.accuracy["untrained biLSTM"]["all"]),
+        Metric("elmo_sense_null95", probe.null95["biLSTM vector"]["all"], higher_is_better=False),
+        Metric("elmo_sense_acc_position", probe.accuracy["position only"]["all"], higher_is_better=False),
     ]
