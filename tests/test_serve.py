@@ -745,3 +745,16 @@ def test_serving_notebooks_install_the_serve_and_rag_extras():
                  "langchain-openai"):
         assert name in serve
     assert "serve/static/*" in project["tool"]["setuptools"]["package-data"]["genai_lab"]
+
+
+def test_uvicorn_server_remembers_the_signal_that_stopped_it():
+    """The CLI exits with 130 after Ctrl-C even when asyncio swallows uvicorn's re-raised SIGINT."""
+    from fastapi import FastAPI
+
+    from genai_lab.serve.runner import uvicorn_server
+
+    server = uvicorn_server(FastAPI())
+    assert server.stop_signal is None and not server.should_exit
+    server.handle_exit(signal.SIGINT, None)
+    server.handle_exit(signal.SIGTERM, None)
+    assert server.stop_signal == signal.SIGINT and server.should_exit

@@ -35,12 +35,24 @@ def bind_socket(host: str = "127.0.0.1", port: int = 0) -> socket.socket:
 
 
 def uvicorn_server(app, **kwargs):
-    """A quiet ``uvicorn.Server`` for ``app``: warnings only, no access log, logging left alone."""
+    """A quiet ``uvicorn.Server`` for ``app``: warnings only, no access log, logging left alone.
+
+    The server remembers the signal that stopped it (``stop_signal``: e.g. ``signal.SIGINT`` for
+    Ctrl-C, ``None`` if none did), so a command line can exit with the matching status.
+    """
     import uvicorn
+
+    class Server(uvicorn.Server):
+        stop_signal = None
+
+        def handle_exit(self, sig, frame) -> None:
+            if self.stop_signal is None:
+                self.stop_signal = sig
+            super().handle_exit(sig, frame)
 
     config = uvicorn.Config(app, log_config=None, log_level=kwargs.pop("log_level", "warning"),
                             access_log=False, timeout_graceful_shutdown=5, **kwargs)
-    return uvicorn.Server(config)
+    return Server(config)
 
 
 class ServerThread:
