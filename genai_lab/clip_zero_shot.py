@@ -22,7 +22,6 @@ only runs the image encoder (and the projection, if any).
 
 from __future__ import annotations
 
-import hashlib
 import math
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Sequence
@@ -82,37 +81,20 @@ def names_in_texts(texts: Sequence[str], classes: Sequence[int]) -> list[tuple[s
 def sentence_embeddings(texts: Sequence[str], *, encoder=None, cache: bool = True) -> "torch.Tensor":
     """all-MiniLM-L6-v2 embeddings of ``texts``: ``(N, 384)`` unit vectors (float32, CPU).
 
-    The pretrained encoder is frozen: nothing here is trained.  The result is cached on disk,
-    keyed by the texts, so the encoder runs once per caption list.  ``encoder`` (a
+    The pretrained encoder is frozen: nothing here is trained.  The RAG chapter's
+    :class:`~genai_lab.rag.embed.Embedder` computes them and keeps every vector in its on-disk
+    cache (``cache=False``: no cache), so the encoder runs once per caption.  ``encoder`` (a
     ``SentenceTransformer``) defaults to :func:`genai_lab.models.load_minilm` ``("sentence")``.
     """
     import torch
 
+    from .rag.embed import Embedder
+
     if isinstance(texts, str) or not isinstance(texts, Sequence) or not texts \
             or not all(isinstance(t, str) for t in texts):
         raise ValueError("texts must be a non-empty list of str")
-    path = None
-    if cache:
-        from .config import cache_dir
-
-        digest = hashlib.sha256("\n".join(["all-MiniLM-L6-v2", *texts]).encode()).hexdigest()[:16]
-        path = cache_dir() / "sentence-embeddings" / f"minilm-{digest}.pt"
-        if path.is_file():
-            return torch.load(path)
-    if encoder is None:
-        from .models import load_minilm
-
-        encoder = load_minilm("sentence", device="cpu")
-    with torch.no_grad():
-        emb = encoder.encode(list(texts), batch_size=128, convert_to_tensor=True, normalize_embeddings=True,
-                             show_progress_bar=False)
-    emb = emb.detach().float().cpu().contiguous()
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(emb, tmp)
-        tmp.replace(path)
-    return emb
+    embedder = Embedder(encoder, cache_path=None if cache else False, batch_size=128, device="cpu")
+    return torch.from_numpy(embedder.encode(list(texts)))
 
 
 def grouped_embeddings(groups: Sequence[Sequence[str]], **kwargs) -> list["torch.Tensor"]:

@@ -455,26 +455,40 @@ def held_out_accuracy(scores: RelationScores, direction: str, subset: str = "non
         (:func:`sign_test` of those two counts).
     """
     group = _subset(scores.pairs, subset)
-    offsets = [k for k in range(-max_offset, max_offset + 1) if k]
     head_hits, offset_hits, choices = [], [], []
     for held in (0, 1):
         choose = [p for p in group if p.sentence % 2 != held]
         test = [p for p in group if p.sentence % 2 == held]
         if not choose or not test:
             raise ValueError(f"subset {subset!r} has pairs in only one half of the sentences")
-        q, t = _queries_targets(choose, scores.relation, direction)
-        acc = head_accuracy(scores.word_maps, q, t)
-        layer, head = divmod(int(acc.argmax()), acc.shape[1])
-        table = offset_accuracy([w for _, w in q], t, offsets)
-        k = max(table, key=lambda o: (table[o], -abs(o)))
-        q, t = _queries_targets(test, scores.relation, direction)
-        head_hits += pair_hits(scores.word_maps, q, t)[:, layer, head].tolist()
-        offset_hits += [target == query + k for (_, query), target in zip(q, t)]
-        choices.append((layer, head, k))
+        heads, offsets, choice = _choose_then_score(scores, direction, choose, test, max_offset)
+        head_hits += heads
+        offset_hits += offsets
+        choices.append(choice)
+    return {**_comparison(head_hits, offset_hits), "choices": choices}
+
+
+def _choose_then_score(scores: RelationScores, direction: str, choose: Sequence[Pair], test: Sequence[Pair],
+                       max_offset: int) -> tuple[list[bool], list[bool], tuple[int, int, int]]:
+    """Pick the best head and the best offset on ``choose``; their hits on ``test``, and the choice."""
+    offsets = [k for k in range(-max_offset, max_offset + 1) if k]
+    q, t = _queries_targets(choose, scores.relation, direction)
+    acc = head_accuracy(scores.word_maps, q, t)
+    layer, head = divmod(int(acc.argmax()), acc.shape[1])
+    table = offset_accuracy([w for _, w in q], t, offsets)
+    k = max(table, key=lambda o: (table[o], -abs(o)))
+    q, t = _queries_targets(test, scores.relation, direction)
+    head_hits = pair_hits(scores.word_maps, q, t)[:, layer, head].tolist()
+    offset_hits = [target == query + k for (_, query), target in zip(q, t)]
+    return head_hits, offset_hits, (layer, head, k)
+
+
+def _comparison(head_hits: Sequence[bool], offset_hits: Sequence[bool]) -> dict:
+    """Accuracies of the head and the offset on the same pairs, and the sign test of where they differ."""
     wins = sum(h and not o for h, o in zip(head_hits, offset_hits))
     losses = sum(o and not h for h, o in zip(head_hits, offset_hits))
-    return {"pairs": len(group), "head_accuracy": sum(head_hits) / len(group),
-            "offset_accuracy": sum(offset_hits) / len(group), "choices": choices,
+    return {"pairs": len(head_hits), "head_accuracy": sum(head_hits) / len(head_hits),
+            "offset_accuracy": sum(offset_hits) / len(head_hits),
             "head_only": wins, "offset_only": losses, "p_value": sign_test(wins, losses)}
 
 
@@ -501,20 +515,8 @@ def confirm_on_later_sentences(scores: RelationScores, direction: str, subset: s
     test = [p for p in group if p.sentence >= first]
     if not choose or not test:
         raise ValueError(f"first={first} leaves no {subset} pairs on one side")
-    offsets = [k for k in range(-max_offset, max_offset + 1) if k]
-    q, t = _queries_targets(choose, scores.relation, direction)
-    acc = head_accuracy(scores.word_maps, q, t)
-    layer, head = divmod(int(acc.argmax()), acc.shape[1])
-    table = offset_accuracy([w for _, w in q], t, offsets)
-    k = max(table, key=lambda o: (table[o], -abs(o)))
-    q, t = _queries_targets(test, scores.relation, direction)
-    head_hits = pair_hits(scores.word_maps, q, t)[:, layer, head].tolist()
-    offset_hits = [target == query + k for (_, query), target in zip(q, t)]
-    wins = sum(h and not o for h, o in zip(head_hits, offset_hits))
-    losses = sum(o and not h for h, o in zip(head_hits, offset_hits))
-    return {"pairs": len(test), "head_accuracy": sum(head_hits) / len(test),
-            "offset_accuracy": sum(offset_hits) / len(test), "choice": (layer, head, k),
-            "head_only": wins, "offset_only": losses, "p_value": sign_test(wins, losses)}
+    head_hits, offset_hits, choice = _choose_then_score(scores, direction, choose, test, max_offset)
+    return {**_comparison(head_hits, offset_hits), "choice": choice}
 
 
 def summary_rows(scores: RelationScores) -> list[dict]:
